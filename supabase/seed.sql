@@ -1,0 +1,1 @@
+-- Demo data for `npm start` lands with the capabilities that use it.
