@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { createRouter } from "./functions-server.ts";
+import { createVerifier } from "../supabase/functions/_shared/auth.ts";
+import { localEnvDefaults } from "./env.ts";
+import { testDbUrl } from "./testing/db.ts";
+
+const deno = Deno.execPath();
+const serverPath = new URL("./functions-server.ts", import.meta.url).pathname;
+
+interface RunningServer {
+  url: string;
+  stop: () => Promise<void>;
+}
+
+/** Starts the real functions server as a child process on a free port; resolves once it listens. */
+async function spawnServer(env: Record<string, string>): Promise<RunningServer> {
+  const child = new Deno.Command(deno, {
+    args: ["run", "-A", serverPath],
+    env: { ...env, FUNCTIONS_PORT: "0" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  while (!buffered.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`server exited before listening: ${(await child.output()).code}`);
+    buffered += value;
+  }
+  const { url } = JSON.parse(buffered.split("\n")[0] ?? "");
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await lines.cancel();
+      await child.stderr.cancel();
+      await child.status;
+    },
+  };
+}
+
+async function latestMigration(): Promise<string> {
+  const versions: string[] = [];
+  for await (const entry of Deno.readDir(new URL("../supabase/migrations/", import.meta.url))) {
+    versions.push(entry.name.split("_")[0] ?? "");
+  }
+  return versions.sort().at(-1) ?? "";
+}
+
+Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the applied migration", async () => {
+  const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl() });
+  try {
+    const res = await fetch(`${server.url}health`);
+    const body = await res.json();
+    assert.equal(res.status, 200);
+    assert.equal(body.status, "ok");
+    assert.equal(body.checks.database.ok, true);
+    assert.equal(body.checks.pg_cron.ok, true);
+    assert.equal(body.checks.migrations.version, await latestMigration());
+
+    const unknownRoute = await fetch(`${server.url}health/nope`);
+    assert.equal(unknownRoute.status, 404);
+    assert.equal((await unknownRoute.json()).error.code, "not_found");
+
+    const unknownFunction = await fetch(`${server.url}no-such-function`);
+    assert.equal(unknownFunction.status, 404);
+    assert.equal((await unknownFunction.json()).error.code, "function_not_found");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("health answers 503 JSON when the database is unreachable", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  const server = await spawnServer({
+    SUPABASE_DB_URL: `postgresql://postgres:postgres@127.0.0.1:${port}/postgres`,
+  });
+  try {
+    const res = await fetch(`${server.url}health`);
+    const body = await res.json();
+    assert.equal(res.status, 503);
+    assert.equal(body.status, "unavailable");
+    assert.equal(body.checks.database.ok, false);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("the server refuses to start when a function's env is malformed, naming the variable", async () => {
+  const output = await new Deno.Command(deno, {
+    args: ["run", "-A", serverPath],
+    env: { SUPABASE_DB_URL: "not-a-url", FUNCTIONS_PORT: "0" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 1);
+  assert.match(
+    new TextDecoder().decode(output.stderr),
+    /health: SUPABASE_DB_URL must be a postgres:\/\/ connection URL/,
+  );
+});
+
+Deno.test("like the gateway, verify_jwt functions need a valid JWT of any role; others pass through", async () => {
+  const defaults = await localEnvDefaults();
+  const seen: string[] = [];
+  const echo = (req: Request) => {
+    seen.push(new URL(req.url).pathname);
+    return Response.json({ ok: true });
+  };
+  const router = createRouter([
+    { name: "guarded", handler: echo, verifyJwt: true },
+    { name: "open", handler: echo, verifyJwt: false },
+  ], createVerifier({ JWT_SECRET: defaults.JWT_SECRET }));
+  const call = (path: string, init: RequestInit = {}) =>
+    router(new Request(`http://x/functions/v1/${path}`, init));
+
+  const missing = await call("guarded");
+  assert.equal(missing.status, 401);
+  assert.equal((await missing.json()).error.code, "missing_token");
+  const forged = await call("guarded", { headers: { authorization: "Bearer a.b.c" } });
+  assert.equal(forged.status, 401);
+  const anon = await call("guarded/sub/path", {
+    headers: { authorization: `Bearer ${defaults.SUPABASE_ANON_KEY}` },
+  });
+  assert.equal(anon.status, 200);
+  assert.equal((await call("guarded", { method: "OPTIONS" })).status, 200);
+  assert.equal((await call("open")).status, 200);
+  assert.deepEqual(seen, ["/guarded/sub/path", "/guarded", "/open"]);
+});

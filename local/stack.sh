@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The Docker-free local stack: `npm start` (foreground, Ctrl-C stops everything), `npm run up` / `down`
+# (background, idempotent), `npm run db:reset`. `npm test` is local/test.sh.
+set -euo pipefail
+# shellcheck source=local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DB_PORT=54322
+FUNCTIONS_PORT=54321
+STATE=$(state_dir)
+DATA="$STATE/db"
+SERVER_PID="$STATE/functions.pid"
+SERVER_LOG="$STATE/functions.log"
+FUNCTIONS_URL="http://127.0.0.1:$FUNCTIONS_PORT/functions/v1"
+
+# The local database, created on first use, with the platform shim, migrations and seed applied.
+db_up() {
+  ensure_dependencies
+  mkdir -p "$STATE"
+  local fresh=
+  [ -f "$DATA/PG_VERSION" ] || fresh=1
+  cluster_init "$DATA" "$DB_PORT"
+  cluster_start "$DATA" "$DB_PORT"
+  apply_platform "$DB_PORT"
+  # The CLI records applied migrations and seed files, so re-running applies only what is new.
+  push_migrations "$DB_PORT" --include-seed >/dev/null 2>"$STATE/push.log" || {
+    cat "$STATE/push.log" >&2
+    die "supabase db push failed (see above)"
+  }
+  [ -n "$fresh" ] && say "created the local database in $DATA"
+  return 0
+}
+
+server_running() { [ -f "$SERVER_PID" ] && kill -0 "$(cat "$SERVER_PID")" 2>/dev/null; }
+
+# The functions server in its own process group, so `down` stops it with everything it started.
+start_server() {
+  port_in_use "$FUNCTIONS_PORT" && die "port $FUNCTIONS_PORT is taken by another process"
+  : >"$SERVER_LOG"
+  (FUNCTIONS_PORT=$FUNCTIONS_PORT exec setsid "$DENO" run -A "$ROOT/local/functions-server.ts" >>"$SERVER_LOG" 2>&1) &
+  echo $! >"$SERVER_PID"
+}
+
+wait_healthy() {
+  node -e '
+    const url = process.argv[1], deadline = Date.now() + 60_000;
+    (async () => {
+      while (Date.now() < deadline) {
+        try { if ((await fetch(url)).status === 200) process.exit(0); } catch {}
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      process.exit(1);
+    })();' "$FUNCTIONS_URL/health" || die "functions did not become healthy; see $SERVER_LOG"
+}
+
+print_urls() {
+  cat >&2 <<EOF
+
+  wabase is running
+  Database    $(db_url "$DB_PORT")
+  Functions   $FUNCTIONS_URL/<name>
+  Health      curl $FUNCTIONS_URL/health
+  Logs        $SERVER_LOG
+
+EOF
+}
+
+cmd_up() {
+  db_up
+  server_running || start_server
+  wait_healthy
+  print_urls
+}
+
+cmd_down() {
+  if server_running; then
+    local pid
+    pid=$(cat "$SERVER_PID")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -f "$SERVER_PID"
+  cluster_stop "$DATA"
+  say "stopped"
+}
+
+cmd_start() {
+  server_running && die "the stack is already running in the background; run 'npm run down' first"
+  db_up
+  TAIL_PID=
+  trap 'trap - INT TERM EXIT; [ -z "$TAIL_PID" ] || kill "$TAIL_PID" 2>/dev/null; cmd_down' INT TERM EXIT
+  start_server
+  wait_healthy
+  print_urls
+  say "Ctrl-C stops everything"
+  tail -n +1 -f "$SERVER_LOG" &
+  TAIL_PID=$!
+  wait "$(cat "$SERVER_PID")" || true
+}
+
+cmd_reset() {
+  local was_running=
+  server_running && was_running=1
+  cmd_down
+  rm -rf "$DATA"
+  if [ -n "$was_running" ]; then cmd_up; else db_up && cluster_stop "$DATA"; fi
+  say "local database reset: platform, migrations and seed applied afresh"
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  reset) cmd_reset ;;
+  *) die "usage: local/stack.sh start|up|down|reset" ;;
+esac

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `npm test`: format, lint and type checks, then a throwaway cluster (never the data of a running
+# `npm start`) migrated with the Supabase CLI, plpgsql_check through `supabase db lint`, pgTAP through
+# pg_prove, and deno test against that cluster. Exits non-zero on the first failure; leaves nothing running.
+set -euo pipefail
+# shellcheck source=local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+step() { say "── $*"; }
+
+ensure_dependencies
+
+step "deno fmt --check"
+"$DENO" fmt --check
+step "deno lint"
+"$DENO" lint
+step "deno check"
+"$DENO" check .
+
+# pg_cron exists in one database per cluster, so a fresh database means a fresh cluster: initdb takes
+# seconds. It lives in the system temp dir and is removed on exit, whatever happened.
+port=${WABASE_TEST_DB_PORT:-54330}
+while port_in_use "$port"; do port=$((port + 1)); done
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/wabase-test.XXXXXX")
+chmod 755 "$scratch"
+cleanup() {
+  cluster_stop "$scratch/db" || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+step "fresh cluster on port $port"
+cluster_init "$scratch/db" "$port" throwaway
+cluster_start "$scratch/db" "$port"
+apply_platform "$port"
+
+step "supabase db push"
+push_migrations "$port" 2>&1 | grep -v '^\s*$' >&2
+
+step "supabase db lint (plpgsql_check)"
+schemas=$(psql -X -At "$(db_url "$port")" -c "
+  select string_agg(nspname, ',' order by nspname) from pg_namespace
+  where (pg_get_userbyid(nspowner) = 'postgres' or nspname = 'public')
+    and nspname not in ('extensions', 'supabase_migrations')")
+"$SUPABASE" db lint --db-url "$(db_url "$port")" --schema "$schemas" --level warning --fail-on warning
+
+step "pgTAP (pg_prove supabase/tests)"
+pg_prove -h 127.0.0.1 -p "$port" -U postgres -d postgres --failures supabase/tests/*.test.sql
+
+step "deno test"
+SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A --permit-no-files

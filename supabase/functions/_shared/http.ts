@@ -1,0 +1,157 @@
+// HTTP plumbing shared by every function: JSON responses, the error envelope, CORS, request ids and the
+// one-log-line-per-request wrapper. Handlers throw HttpError; everything else becomes a logged 500.
+import { z } from "zod";
+import { ConfigError, loadEnv } from "./env.ts";
+import { errorMessage, log } from "./log.ts";
+
+/** The JSON error body of every failed request: `{ error: { code, message, details? } }`. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+/** An error with an HTTP status and a stable machine-readable code, answered as the error envelope. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+    readonly headers: HeadersInit = {},
+  ) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+/** A JSON response. */
+export function json(body: unknown, status = 200, headers: HeadersInit = {}): Response {
+  const merged = new Headers(headers);
+  merged.set("content-type", "application/json; charset=utf-8");
+  return new Response(JSON.stringify(body), { status, headers: merged });
+}
+
+/** The error envelope as a response. */
+export function errorResponse(error: HttpError): Response {
+  const body: ErrorBody = { error: { code: error.code, message: error.message } };
+  if (error.details !== undefined) body.error.details = error.details;
+  return json(body, error.status, error.headers);
+}
+
+const corsEnv = z.object({
+  // Comma-separated origins allowed to call from a browser, or * for any.
+  CORS_ALLOWED_ORIGINS: z.string().default("*"),
+});
+
+const CORS_ALLOW_HEADERS =
+  "authorization, x-client-info, apikey, content-type, x-request-id, idempotency-key";
+const CORS_ALLOW_METHODS = "GET, POST, PATCH, DELETE, OPTIONS";
+
+/** CORS headers for this request's Origin, or null when the origin is not allowed. */
+export function corsHeaders(req: Request, allowed: string): Record<string, string> | null {
+  const origin = req.headers.get("origin");
+  const list = allowed.split(",").map((entry) => entry.trim()).filter(Boolean);
+  const headers: Record<string, string> = {
+    "access-control-allow-headers": CORS_ALLOW_HEADERS,
+    "access-control-allow-methods": CORS_ALLOW_METHODS,
+    "access-control-expose-headers": "x-request-id, retry-after",
+    "access-control-max-age": "86400",
+  };
+  if (list.includes("*")) return { ...headers, "access-control-allow-origin": "*" };
+  if (origin === null) return headers;
+  if (!list.includes(origin)) return null;
+  return { ...headers, "access-control-allow-origin": origin, vary: "Origin" };
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The caller's x-request-id when it is a sane token, else a fresh UUID. */
+export function requestId(req: Request): string {
+  const given = req.headers.get("x-request-id");
+  return given !== null && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+}
+
+/** What a handler receives besides the request. */
+export interface Context<E> {
+  env: E;
+  requestId: string;
+  /** The path below the function's own name: `/health/ready` → `/ready`, `/health` → `/`. */
+  subpath: string;
+  /** Extra fields for this request's log line. */
+  logFields: Record<string, unknown>;
+}
+
+export interface FunctionSpec<S extends z.ZodObject> {
+  name: string;
+  env: S;
+  handle: (req: Request, ctx: Context<z.infer<S>>) => Promise<Response>;
+}
+
+/** The path below `/<name>`: Supabase routes `/functions/v1/<name>/x` to the function as `/<name>/x`. */
+export function subpathOf(url: URL, name: string): string {
+  const prefix = `/${name}`;
+  const path = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
+  return path === "" ? "/" : path;
+}
+
+/**
+ * Wraps a function's logic into a `Deno.serve` handler: request id, CORS (preflight included), env
+ * validation (a bad variable → 500 naming it), the error envelope, and one JSON log line per request.
+ */
+export function createHandler<S extends z.ZodObject>(
+  spec: FunctionSpec<S>,
+): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const started = performance.now();
+    const id = requestId(req);
+    const url = new URL(req.url);
+    const logFields: Record<string, unknown> = {};
+    let response: Response;
+    let failure: unknown;
+    let cors: Record<string, string> | null = {};
+    try {
+      cors = corsHeaders(req, loadEnv(corsEnv).CORS_ALLOWED_ORIGINS);
+      if (cors === null) throw new HttpError(403, "origin_not_allowed", "this origin may not call wabase");
+      if (req.method === "OPTIONS") {
+        response = new Response(null, { status: 204 });
+      } else {
+        const env = loadEnv(spec.env);
+        response = await spec.handle(req, {
+          env,
+          requestId: id,
+          subpath: subpathOf(url, spec.name),
+          logFields,
+        });
+      }
+    } catch (error) {
+      failure = error;
+      response = errorResponse(asHttpError(error));
+    }
+    const headers = new Headers(response.headers);
+    for (const [key, value] of Object.entries(cors ?? {})) headers.set(key, value);
+    headers.set("x-request-id", id);
+    const final = new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+    log(final.status >= 500 ? "error" : "info", {
+      fn: spec.name,
+      request_id: id,
+      method: req.method,
+      path: url.pathname,
+      status: final.status,
+      outcome: final.status < 400 ? "ok" : final.status < 500 ? "rejected" : "failed",
+      duration_ms: Math.round((performance.now() - started) * 10) / 10,
+      ...logFields,
+      ...(failure === undefined ? {} : { error: errorMessage(failure) }),
+    });
+    return final;
+  };
+}
+
+/** Maps any thrown value to the HttpError answered for it; internals never leak into a 500's message. */
+export function asHttpError(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof ConfigError) return new HttpError(500, "config_error", error.message);
+  return new HttpError(500, "internal_error", "internal error; see the function logs for this request id");
+}
