@@ -57,7 +57,7 @@ print_urls() {
   cat >&2 <<EOF
 
   wabase is running
-  Database    $(db_url "$DB_PORT")
+  Database    postgresql://postgres:postgres@127.0.0.1:$DB_PORT/postgres
   Functions   $FUNCTIONS_URL/<name>
   Health      curl $FUNCTIONS_URL/health
   Logs        $SERVER_LOG
