@@ -61,7 +61,7 @@ ensure_dependencies() {
 # (Postgres refuses to run as root), ourselves otherwise.
 as_db_owner() {
   if is_root; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
