@@ -1,0 +1,644 @@
+-- wabase inbound: the data model of contacts, conversations and messages, the raw webhook log, delivery
+-- receipts, status events, the append side of the per-conversation buffers, and `wa.ingest_webhook`, which
+-- stores a whole validated Cloud API webhook in one call and one transaction.
+
+-- ============================================================================================
+-- Business phone numbers (one row per number the webhook has seen; buffer rules per number)
+-- ============================================================================================
+create table wa.phone_numbers (
+  phone_number_id text primary key,
+  waba_id text,
+  display_phone_number text,
+  -- A buffer is due when quiet this long, when its first message is this old, or when it holds this many.
+  buffer_quiet_period interval not null default interval '10 seconds'
+    check (buffer_quiet_period > interval '0'),
+  buffer_max_wait interval not null default interval '60 seconds'
+    check (buffer_max_wait >= buffer_quiet_period),
+  buffer_max_messages integer not null default 20 check (buffer_max_messages > 0),
+  first_seen_at timestamptz not null default now()
+);
+comment on table wa.phone_numbers is 'Business phone numbers seen by the webhook, with their buffer due-time rules.';
+
+-- ============================================================================================
+-- Frontend-facing tables (RLS on; policies arrive with the team issue, so for now only the service
+-- connection, which bypasses RLS, reads or writes them)
+-- ============================================================================================
+create table public.contacts (
+  id uuid primary key default gen_random_uuid(),
+  -- The phone number as WhatsApp knows it; absent for users Meta only identifies by a business-scoped id.
+  wa_id text unique,
+  -- Business-scoped user id (BSUID, 2026); regenerated when the user changes number.
+  user_id text unique,
+  profile_name text,
+  username text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint contacts_identified check (wa_id is not null or user_id is not null)
+);
+comment on table public.contacts is 'WhatsApp users who wrote to a business number, keyed by wa_id and/or BSUID.';
+
+create table public.conversations (
+  id uuid primary key default gen_random_uuid(),
+  phone_number_id text not null references wa.phone_numbers (phone_number_id),
+  contact_id uuid not null references public.contacts (id),
+  assigned_executive_id uuid,
+  team_id uuid,
+  last_message_at timestamptz,
+  -- The customer's latest inbound message: opens WhatsApp's 24-hour customer-service window.
+  last_inbound_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint conversations_number_contact_key unique (phone_number_id, contact_id)
+);
+create index conversations_contact_id_idx on public.conversations (contact_id);
+create index conversations_last_message_at_idx on public.conversations (last_message_at desc);
+comment on table public.conversations is 'One thread per (business phone number, contact).';
+
+create table public.messages (
+  id uuid primary key default gen_random_uuid(),
+  conversation_id uuid not null references public.conversations (id),
+  -- Meta's message id. An outbound row is written before the send and gets its wamid from the response.
+  wamid text unique,
+  direction text not null check (direction in ('inbound', 'outbound')),
+  type text not null,
+  -- The message object as Meta delivered it (inbound) or as it was sent (outbound).
+  body jsonb not null,
+  -- Human-readable text of the message: text body, caption, button or list title, location name.
+  content_text text,
+  context_wamid text,
+  sent_at timestamptz not null,
+  received_at timestamptz not null default now(),
+  -- Outbound delivery state, advanced only by rank (see wa.status_rank).
+  status text check (status in ('pending', 'sent', 'delivered', 'read', 'played', 'failed', 'unknown')),
+  status_at timestamptz,
+  -- Meta's errors of a failed status, kept even when a later status wins.
+  error jsonb,
+  constraint messages_inbound_has_wamid check (direction = 'outbound' or wamid is not null),
+  constraint messages_inbound_has_no_status check (direction = 'outbound' or status is null),
+  constraint messages_outbound_has_status check (direction = 'inbound' or status is not null)
+);
+create index messages_conversation_sent_at_idx on public.messages (conversation_id, sent_at desc);
+comment on table public.messages is 'Every inbound and outbound WhatsApp message, one row per wamid.';
+
+alter table public.contacts enable row level security;
+alter table public.conversations enable row level security;
+alter table public.messages enable row level security;
+revoke all on public.contacts, public.conversations, public.messages from anon, authenticated;
+
+-- ============================================================================================
+-- Internals: delivery receipts, status events, the raw webhook log
+-- ============================================================================================
+create table wa.inbound_receipts (
+  wamid text primary key,
+  first_seen_at timestamptz not null,
+  last_seen_at timestamptz not null,
+  -- How many times Meta delivered this message (redeliveries and concurrent duplicates included).
+  delivery_count integer not null check (delivery_count > 0)
+);
+comment on table wa.inbound_receipts is 'One row per inbound wamid ever delivered, with its delivery count.';
+
+create table wa.message_statuses (
+  wamid text not null,
+  status text not null,
+  status_at timestamptz not null,
+  -- The status object as delivered: errors, pricing, conversation.
+  payload jsonb not null,
+  first_seen_at timestamptz not null,
+  last_seen_at timestamptz not null,
+  delivery_count integer not null check (delivery_count > 0),
+  primary key (wamid, status)
+);
+comment on table wa.message_statuses is
+  'Every status event by (wamid, status), kept even before its message is known, so none is lost to a race with '
+  'the send that learns the wamid; messages.status is derived from these.';
+
+create table wa.webhook_events (
+  id bigint generated always as identity primary key,
+  received_at timestamptz not null default now(),
+  -- The body when it was JSON.
+  payload jsonb,
+  -- The body exactly as received, kept only when it could not be ingested.
+  raw_body text,
+  signature_valid boolean not null,
+  -- Why the body was not ingested (not JSON, not the Cloud API shape, a data error); null when ingested.
+  error text,
+  -- What the ingest did: counts of new and duplicate messages, statuses, ignored changes.
+  result jsonb
+);
+create index webhook_events_received_at_idx on wa.webhook_events (received_at);
+create index webhook_events_failed_idx on wa.webhook_events (id) where error is not null;
+comment on table wa.webhook_events is 'Every signed webhook POST, ingested or not: Meta offers no way to fetch past ones.';
+
+-- ============================================================================================
+-- Buffers: per conversation, the inbound messages the bot has not answered yet, in arrival order
+-- ============================================================================================
+create table wa.buffers (
+  conversation_id uuid primary key references public.conversations (id) on delete cascade,
+  phone_number_id text not null references wa.phone_numbers (phone_number_id),
+  first_message_at timestamptz not null,
+  last_message_at timestamptz not null,
+  message_count integer not null check (message_count > 0),
+  due_at timestamptz not null
+);
+create index buffers_due_at_idx on wa.buffers (due_at);
+comment on table wa.buffers is 'Per conversation: when its unanswered inbound messages are due for the bot.';
+
+create table wa.buffer_messages (
+  -- Arrival order across all buffers: a batch is "everything up to seq N".
+  seq bigint generated always as identity primary key,
+  conversation_id uuid not null references public.conversations (id) on delete cascade,
+  -- Unique: a message enters a buffer at most once, whatever the redeliveries.
+  message_id uuid not null unique references public.messages (id) on delete cascade,
+  appended_at timestamptz not null
+);
+create index buffer_messages_conversation_seq_idx on wa.buffer_messages (conversation_id, seq);
+comment on table wa.buffer_messages is 'Message references per buffer, in arrival order (never concatenated text).';
+
+-- ============================================================================================
+-- Pure helpers
+-- ============================================================================================
+create function wa.status_rank(p_status text)
+returns numeric
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case p_status
+    when 'pending' then 0 when 'unknown' then 0
+    when 'sent' then 1
+    -- Between sent and delivered: a failure counts only while the message is not known delivered
+    -- (a multi-device user can get both), and a late `sent` never hides it.
+    when 'failed' then 1.5
+    when 'delivered' then 2 when 'read' then 3 when 'played' then 4
+  end
+$$;
+comment on function wa.status_rank(text) is
+  'Rank of an outbound status: a status replaces another only with a higher rank. Null for unknown values '
+  '(never applied).';
+
+create function wa.is_bot_readable(p_type text)
+returns boolean
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select p_type in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
+                    'interactive', 'button', 'order', 'request_welcome')
+$$;
+comment on function wa.is_bot_readable(text) is
+  'Whether an inbound message of this type goes to the bot''s buffer (reactions, system notices, edits, '
+  'revokes and unsupported placeholders do not).';
+
+create function wa.message_text(p_message jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case p_message ->> 'type'
+    when 'text' then p_message -> 'text' ->> 'body'
+    when 'image' then coalesce(p_message -> 'image' ->> 'caption', '[image]')
+    when 'video' then coalesce(p_message -> 'video' ->> 'caption', '[video]')
+    when 'audio' then case when (p_message -> 'audio' ->> 'voice')::boolean then '[voice note]' else '[audio]' end
+    when 'document' then coalesce(p_message -> 'document' ->> 'caption', p_message -> 'document' ->> 'filename',
+                                  '[document]')
+    when 'sticker' then '[sticker]'
+    when 'location' then coalesce(p_message -> 'location' ->> 'name', p_message -> 'location' ->> 'address',
+                                  '[location]')
+    when 'contacts' then coalesce('[contact] ' || (p_message -> 'contacts' -> 0 -> 'name' ->> 'formatted_name'),
+                                  '[contact]')
+    when 'interactive' then coalesce(p_message -> 'interactive' -> 'button_reply' ->> 'title',
+                                     p_message -> 'interactive' -> 'list_reply' ->> 'title',
+                                     p_message -> 'interactive' -> 'nfm_reply' ->> 'body', '[interactive]')
+    when 'button' then p_message -> 'button' ->> 'text'
+    when 'reaction' then p_message -> 'reaction' ->> 'emoji'
+    when 'order' then coalesce('[order] ' || (p_message -> 'order' ->> 'text'), '[order]')
+    when 'system' then p_message -> 'system' ->> 'body'
+    else '[' || (p_message ->> 'type') || ']'
+  end
+$$;
+comment on function wa.message_text(jsonb) is
+  'Human-readable text of a Cloud API message object (body, caption, title...), for previews and search.';
+
+create function wa.unix_time(p_seconds text)
+returns timestamptz
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select to_timestamp(p_seconds::bigint)
+$$;
+comment on function wa.unix_time(text) is 'Meta''s timestamps: Unix seconds as a string.';
+
+create function wa.buffer_due_at(
+  p_first_message_at timestamptz, p_last_message_at timestamptz, p_message_count integer,
+  p_quiet_period interval, p_max_wait interval, p_max_messages integer
+)
+returns timestamptz
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when p_message_count >= p_max_messages then p_last_message_at
+    else least(p_last_message_at + p_quiet_period, p_first_message_at + p_max_wait)
+  end
+$$;
+comment on function wa.buffer_due_at(timestamptz, timestamptz, integer, interval, interval, integer) is
+  'When a buffer is due: quiet for the quiet period, or its first message waited max_wait, or it holds '
+  'max_messages, whichever comes first.';
+
+-- ============================================================================================
+-- Contacts
+-- ============================================================================================
+create function wa.upsert_contact(p_wa_id text, p_user_id text, p_profile_name text, p_username text)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  if p_wa_id is null and p_user_id is null then
+    raise exception 'a contact needs a wa_id or a user_id' using errcode = '22023';
+  end if;
+  if p_wa_id is not null then
+    insert into public.contacts as c (wa_id, profile_name, username)
+    values (p_wa_id, p_profile_name, p_username)
+    on conflict (wa_id) do update
+      set profile_name = coalesce(excluded.profile_name, c.profile_name),
+          username = coalesce(excluded.username, c.username),
+          updated_at = now()
+    returning c.id into v_id;
+    if p_user_id is not null then
+      -- Attach the BSUID unless another contact already holds it: a webhook never fails over identity.
+      begin
+        update public.contacts set user_id = p_user_id
+        where id = v_id and user_id is distinct from p_user_id
+          and not exists (select from public.contacts o where o.user_id = p_user_id);
+      exception when unique_violation then
+        null;
+      end;
+    end if;
+  else
+    insert into public.contacts as c (user_id, profile_name, username)
+    values (p_user_id, p_profile_name, p_username)
+    on conflict (user_id) do update
+      set profile_name = coalesce(excluded.profile_name, c.profile_name),
+          username = coalesce(excluded.username, c.username),
+          updated_at = now()
+    returning c.id into v_id;
+  end if;
+  return v_id;
+end;
+$$;
+comment on function wa.upsert_contact(text, text, text, text) is
+  'Finds or creates a contact by wa_id (preferred) or BSUID, refreshing its profile name. Safe under '
+  'concurrent calls. Raises 22023 when both ids are null. Caller: wa.ingest_webhook.';
+
+-- ============================================================================================
+-- Statuses
+-- ============================================================================================
+create function wa.apply_message_statuses(p_wamids text[])
+returns integer
+language sql
+set search_path = ''
+as $$
+  with best as (
+    select s.wamid,
+           (array_agg(s.status order by wa.status_rank(s.status) desc nulls last))[1] as status,
+           (array_agg(s.status_at order by wa.status_rank(s.status) desc nulls last))[1] as status_at,
+           (array_agg(s.payload -> 'errors' order by s.status_at desc) filter (where s.status = 'failed'))[1] as error
+    from wa.message_statuses s
+    where s.wamid = any (p_wamids)
+    group by s.wamid
+  ),
+  changed as (
+    update public.messages m
+    set status = case when wa.status_rank(b.status) > wa.status_rank(m.status) then b.status else m.status end,
+        status_at = case when wa.status_rank(b.status) > wa.status_rank(m.status) then b.status_at
+                         else m.status_at end,
+        error = coalesce(b.error, m.error)
+    from best b
+    -- The row as it was before this update, to count status changes apart from error-only updates.
+    join public.messages prior on prior.wamid = b.wamid
+    where m.wamid = b.wamid
+      and m.direction = 'outbound'
+      and (wa.status_rank(b.status) > wa.status_rank(m.status)
+           or b.error is not null and b.error is distinct from m.error)
+    returning wa.status_rank(m.status) > wa.status_rank(prior.status) as status_changed
+  )
+  select count(*) filter (where status_changed)::integer from changed
+$$;
+comment on function wa.apply_message_statuses(text[]) is
+  'Derives the status of these outbound messages from every status event recorded for them: the highest rank '
+  'wins, so arrival order never matters and a late lower status never regresses a higher one; a failure''s '
+  'errors are kept even when delivery wins. Returns how many messages changed. Called by the ingest and by '
+  'whatever records a wamid on an outbound message (its earlier statuses then apply).';
+
+-- ============================================================================================
+-- Ingest
+-- ============================================================================================
+create function wa.ingest_webhook(p_payload jsonb, p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+-- Set-returning jsonb functions are estimated at 100 rows each, so nested ones look costly enough to trigger
+-- JIT compilation, which takes longer than the whole ingest.
+set jit = off
+as $$
+declare
+  v_event_id bigint;
+  v_messages jsonb;
+  v_fresh jsonb;
+  v_new integer := 0;
+  v_replaced integer := 0;
+  v_duplicate integer := 0;
+  v_unattributed integer := 0;
+  v_ignored_changes integer := 0;
+  v_error_changes integer := 0;
+  v_statuses_recorded integer := 0;
+  v_statuses_duplicate integer := 0;
+  v_statuses_unmatched integer := 0;
+  v_statuses_applied integer := 0;
+  v_status_wamids text[];
+  v_sender record;
+  v_contacts jsonb := '{}'::jsonb;
+  v_result jsonb;
+begin
+  insert into wa.webhook_events (received_at, payload, signature_valid)
+  values (p_now, p_payload, true)
+  returning id into v_event_id;
+
+  select count(*) filter (where c.value ->> 'field' is distinct from 'messages'),
+         count(*) filter (where c.value ->> 'field' = 'messages'
+                            and c.value -> 'value' -> 'messages' is null
+                            and c.value -> 'value' -> 'statuses' is null)
+  into v_ignored_changes, v_error_changes
+  from jsonb_array_elements(p_payload -> 'entry') e
+  cross join lateral jsonb_array_elements(e.value -> 'changes') c;
+
+  -- Inbound messages, one entry per wamid (a wamid repeated inside one POST is one message delivered n
+  -- times; real content wins over an "unsupported" placeholder), sorted by wamid. Each phase below locks
+  -- rows of one table in a global key order, so concurrent overlapping deliveries cannot deadlock.
+  with raw as (
+    select m.value as msg,
+           v.value -> 'value' -> 'metadata' as metadata,
+           e.value ->> 'id' as waba_id,
+           (select ct from jsonb_array_elements(coalesce(v.value -> 'value' -> 'contacts', '[]')) ct
+            where (ct ->> 'wa_id' is not null and ct ->> 'wa_id' = m.value ->> 'from')
+               or (ct ->> 'user_id' is not null and ct ->> 'user_id' = m.value ->> 'from_user_id')
+            limit 1) as sender
+    from jsonb_array_elements(p_payload -> 'entry') e
+    cross join lateral jsonb_array_elements(e.value -> 'changes') v
+    cross join lateral jsonb_array_elements(
+      case when v.value ->> 'field' = 'messages' then coalesce(v.value -> 'value' -> 'messages', '[]') else '[]' end
+    ) m
+  ),
+  attributed as (
+    select r.*,
+           coalesce(r.msg ->> 'from', r.sender ->> 'wa_id') as wa_id,
+           coalesce(r.msg ->> 'from_user_id', r.sender ->> 'user_id') as user_id
+    from raw r
+  ),
+  per_wamid as (
+    select a.msg ->> 'id' as wamid,
+           count(*) as deliveries,
+           (array_agg(a.msg order by (a.msg ->> 'type' = 'unsupported')))[1] as msg,
+           (array_agg(a.metadata))[1] as metadata,
+           (array_agg(a.waba_id))[1] as waba_id,
+           (array_agg(a.wa_id))[1] as wa_id,
+           (array_agg(a.user_id))[1] as user_id,
+           (array_agg(a.sender -> 'profile' ->> 'name'))[1] as profile_name,
+           (array_agg(a.sender -> 'profile' ->> 'username'))[1] as username
+    from attributed a
+    where a.wa_id is not null or a.user_id is not null
+    group by a.msg ->> 'id'
+  )
+  select coalesce(jsonb_agg(to_jsonb(p) order by p.wamid), '[]'),
+         (select count(*) from attributed a where a.wa_id is null and a.user_id is null)
+  into v_messages, v_unattributed
+  from per_wamid p;
+
+  -- Phase 1: receipts. Insert, or bump the delivery count: one atomic statement, so concurrent duplicates
+  -- serialise on the row and exactly one of them sees "inserted".
+  with registered as (
+    insert into wa.inbound_receipts as r (wamid, first_seen_at, last_seen_at, delivery_count)
+    select m.wamid, p_now, p_now, m.deliveries
+    from jsonb_to_recordset(v_messages) as m (wamid text, deliveries integer)
+    order by m.wamid
+    on conflict (wamid) do update
+      set last_seen_at = excluded.last_seen_at,
+          delivery_count = r.delivery_count + excluded.delivery_count
+    returning r.wamid, (r.xmax = 0) as inserted, r.delivery_count
+  ),
+  -- An "unsupported" placeholder (131060, message unavailable) is replaced when the real content arrives
+  -- under the same wamid; the replacement is buffered then, not counted as a duplicate.
+  replaced as (
+    update public.messages pm
+    set type = m.msg ->> 'type', body = m.msg, content_text = wa.message_text(m.msg)
+    from registered g
+    join jsonb_to_recordset(v_messages) as m (wamid text, msg jsonb) on m.wamid = g.wamid
+    where not g.inserted and pm.wamid = g.wamid and pm.direction = 'inbound'
+      and pm.type = 'unsupported' and m.msg ->> 'type' <> 'unsupported'
+    returning pm.wamid
+  )
+  select coalesce(jsonb_agg(m order by m ->> 'wamid'), '[]'),
+         (select count(*) from registered where inserted),
+         (select count(*) from replaced),
+         (select count(*) from registered where not inserted) - (select count(*) from replaced)
+  into v_fresh, v_new, v_replaced, v_duplicate
+  from jsonb_array_elements(v_messages) m
+  where m ->> 'wamid' in (select wamid from registered where inserted union all select wamid from replaced);
+
+  -- Duplicates of the same message inside this POST are duplicates too.
+  v_duplicate := v_duplicate + (select coalesce(sum((m ->> 'deliveries')::integer - 1), 0)
+                                from jsonb_array_elements(v_messages) m);
+
+  if jsonb_array_length(v_fresh) > 0 then
+    -- Phase 2: business numbers, then contacts, in key order.
+    insert into wa.phone_numbers (phone_number_id, waba_id, display_phone_number)
+    select distinct on (m -> 'metadata' ->> 'phone_number_id')
+           m -> 'metadata' ->> 'phone_number_id', m ->> 'waba_id', m -> 'metadata' ->> 'display_phone_number'
+    from jsonb_array_elements(v_fresh) m
+    order by m -> 'metadata' ->> 'phone_number_id'
+    on conflict (phone_number_id) do nothing;
+
+    for v_sender in
+      select distinct on (m ->> 'wa_id', m ->> 'user_id')
+             m ->> 'wa_id' as wa_id, m ->> 'user_id' as user_id,
+             m ->> 'profile_name' as profile_name, m ->> 'username' as username
+      from jsonb_array_elements(v_fresh) m
+      order by m ->> 'wa_id', m ->> 'user_id'
+    loop
+      v_contacts := v_contacts || jsonb_build_object(
+        coalesce(v_sender.wa_id, '') || '|' || coalesce(v_sender.user_id, ''),
+        wa.upsert_contact(v_sender.wa_id, v_sender.user_id, v_sender.profile_name, v_sender.username));
+    end loop;
+  end if;
+
+  -- Phases 3-5: conversations, messages, buffers, for first deliveries only (replacements already have
+  -- their rows); then the buffer append for first deliveries and replacements alike.
+  with fresh as (
+    select m ->> 'wamid' as wamid, m -> 'msg' as msg, m -> 'metadata' ->> 'phone_number_id' as phone_number_id,
+           (v_contacts ->> (coalesce(m ->> 'wa_id', '') || '|' || coalesce(m ->> 'user_id', '')))::uuid as contact_id,
+           wa.unix_time(m -> 'msg' ->> 'timestamp') as sent_at,
+           exists (select from public.messages pm where pm.wamid = m ->> 'wamid') as replacement
+    from jsonb_array_elements(v_fresh) m
+  ),
+  conversation_times as (
+    select f.phone_number_id, f.contact_id, max(f.sent_at) as last_at
+    from fresh f
+    where not f.replacement
+    group by f.phone_number_id, f.contact_id
+  ),
+  conversations as (
+    insert into public.conversations as c (phone_number_id, contact_id, last_message_at, last_inbound_at)
+    select t.phone_number_id, t.contact_id, t.last_at, t.last_at
+    from conversation_times t
+    order by t.phone_number_id, t.contact_id
+    on conflict (phone_number_id, contact_id) do update
+      set last_message_at = greatest(c.last_message_at, excluded.last_message_at),
+          last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at),
+          updated_at = now()
+    returning c.id, c.phone_number_id, c.contact_id
+  ),
+  inserted as (
+    insert into public.messages (conversation_id, wamid, direction, type, body, content_text, context_wamid,
+                                 sent_at, received_at)
+    select c.id, f.wamid, 'inbound', f.msg ->> 'type', f.msg, wa.message_text(f.msg), f.msg -> 'context' ->> 'id',
+           f.sent_at, p_now
+    from fresh f
+    join conversations c on c.phone_number_id = f.phone_number_id and c.contact_id = f.contact_id
+    where not f.replacement
+    order by f.wamid
+    -- Only a receipt purged by retention and then redelivered could meet an existing row: keep that row.
+    on conflict (wamid) do nothing
+    returning id, conversation_id, type, wamid
+  ),
+  readable as (
+    select i.id as message_id, i.conversation_id, c.phone_number_id, i.wamid
+    from inserted i join conversations c on c.id = i.conversation_id
+    where wa.is_bot_readable(i.type)
+    union all
+    select pm.id, pm.conversation_id, pc.phone_number_id, pm.wamid
+    from fresh f
+    join public.messages pm on pm.wamid = f.wamid
+    join public.conversations pc on pc.id = pm.conversation_id
+    where f.replacement and wa.is_bot_readable(pm.type)
+  ),
+  appended as (
+    insert into wa.buffer_messages (conversation_id, message_id, appended_at)
+    select r.conversation_id, r.message_id, p_now from readable r order by r.wamid
+    on conflict (message_id) do nothing
+    returning conversation_id
+  ),
+  per_buffer as (
+    select a.conversation_id, count(*)::integer as added,
+           (select r.phone_number_id from readable r where r.conversation_id = a.conversation_id limit 1)
+             as phone_number_id
+    from appended a
+    group by a.conversation_id
+  )
+  insert into wa.buffers as b (conversation_id, phone_number_id, first_message_at, last_message_at, message_count,
+                               due_at)
+  select pb.conversation_id, pb.phone_number_id, p_now, p_now, pb.added,
+         wa.buffer_due_at(p_now, p_now, pb.added, n.buffer_quiet_period, n.buffer_max_wait, n.buffer_max_messages)
+  from per_buffer pb
+  join wa.phone_numbers n on n.phone_number_id = pb.phone_number_id
+  order by pb.conversation_id
+  on conflict (conversation_id) do update
+    set last_message_at = excluded.last_message_at,
+        message_count = b.message_count + excluded.message_count,
+        due_at = (select wa.buffer_due_at(b.first_message_at, excluded.last_message_at,
+                                          b.message_count + excluded.message_count,
+                                          n.buffer_quiet_period, n.buffer_max_wait, n.buffer_max_messages)
+                  from wa.phone_numbers n where n.phone_number_id = b.phone_number_id);
+
+  -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
+  -- messages' statuses are derived from all their recorded events.
+  with events as (
+    select s.value as st
+    from jsonb_array_elements(p_payload -> 'entry') e
+    cross join lateral jsonb_array_elements(e.value -> 'changes') v
+    cross join lateral jsonb_array_elements(
+      case when v.value ->> 'field' = 'messages' then coalesce(v.value -> 'value' -> 'statuses', '[]') else '[]' end
+    ) s
+  ),
+  distinct_events as (
+    select st ->> 'id' as wamid, st ->> 'status' as status, count(*)::integer as deliveries,
+           (array_agg(st))[1] as payload
+    from events
+    group by st ->> 'id', st ->> 'status'
+  ),
+  recorded as (
+    insert into wa.message_statuses as s (wamid, status, status_at, payload, first_seen_at, last_seen_at,
+                                          delivery_count)
+    select d.wamid, d.status, wa.unix_time(d.payload ->> 'timestamp'), d.payload, p_now, p_now, d.deliveries
+    from distinct_events d
+    order by d.wamid, d.status
+    on conflict (wamid, status) do update
+      set last_seen_at = excluded.last_seen_at,
+          delivery_count = s.delivery_count + excluded.delivery_count
+    returning s.wamid, (s.xmax = 0) as inserted
+  )
+  select coalesce(array_agg(distinct r.wamid), '{}'),
+         count(*) filter (where r.inserted),
+         count(*) filter (where not r.inserted)
+           + coalesce((select sum(d.deliveries - 1) from distinct_events d), 0),
+         count(*) filter (where not exists (select from public.messages pm where pm.wamid = r.wamid))
+  into v_status_wamids, v_statuses_recorded, v_statuses_duplicate, v_statuses_unmatched
+  from recorded r;
+
+  if cardinality(v_status_wamids) > 0 then
+    v_statuses_applied := wa.apply_message_statuses(v_status_wamids);
+  end if;
+
+  v_result := jsonb_build_object(
+    'event_id', v_event_id,
+    'new', v_new,
+    'replaced', v_replaced,
+    'duplicate', v_duplicate,
+    'unattributed', v_unattributed,
+    'statuses_recorded', v_statuses_recorded,
+    'statuses_duplicate', v_statuses_duplicate,
+    'statuses_unmatched', v_statuses_unmatched,
+    'statuses_applied', v_statuses_applied,
+    'ignored', v_ignored_changes + v_unattributed,
+    'errors', v_error_changes);
+  update wa.webhook_events set result = v_result where id = v_event_id;
+  return v_result;
+end;
+$$;
+comment on function wa.ingest_webhook(jsonb, timestamptz) is
+  'Stores one validated Cloud API webhook POST in one transaction: logs it raw, registers each inbound wamid '
+  'atomically (insert or bump its delivery count), upserts business numbers, contacts and conversations, stores '
+  'new messages (replacing "unsupported" placeholders), appends bot-readable ones to their conversation buffer '
+  'exactly once, records status events and advances outbound statuses monotonically. Returns counts: new, '
+  'replaced, duplicate, unattributed, statuses_recorded/duplicate/unmatched/applied, ignored, errors. '
+  'Concurrent duplicates are safe without retries. Caller: whatsapp-webhook (service connection).';
+
+create function wa.record_rejected_webhook(p_raw_body text, p_payload jsonb, p_error text,
+                                           p_now timestamptz default now())
+returns bigint
+language sql
+set search_path = ''
+as $$
+  insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error)
+  values (p_now, p_payload, p_raw_body, true, p_error)
+  returning id
+$$;
+comment on function wa.record_rejected_webhook(text, jsonb, text, timestamptz) is
+  'Keeps a signed webhook body that could not be ingested (not JSON, not the Cloud API shape, a data error), '
+  'raw and with the reason, so nothing signed is ever dropped. Returns the event id. Caller: whatsapp-webhook.';
+
+revoke all on function wa.status_rank(text), wa.is_bot_readable(text), wa.message_text(jsonb),
+  wa.unix_time(text), wa.buffer_due_at(timestamptz, timestamptz, integer, interval, interval, integer),
+  wa.upsert_contact(text, text, text, text), wa.apply_message_statuses(text[]),
+  wa.ingest_webhook(jsonb, timestamptz), wa.record_rejected_webhook(text, jsonb, text, timestamptz)
+  from public, anon, authenticated, service_role;
