@@ -3,41 +3,7 @@ import { createRouter } from "./functions-server.ts";
 import { createVerifier } from "../supabase/functions/_shared/auth.ts";
 import { localEnvDefaults } from "./env.ts";
 import { testDbUrl } from "./testing/db.ts";
-
-const deno = Deno.execPath();
-const serverPath = new URL("./functions-server.ts", import.meta.url).pathname;
-
-interface RunningServer {
-  url: string;
-  stop: () => Promise<void>;
-}
-
-/** Starts the real functions server as a child process on a free port; resolves once it listens. */
-async function spawnServer(env: Record<string, string>): Promise<RunningServer> {
-  const child = new Deno.Command(deno, {
-    args: ["run", "-A", serverPath],
-    env: { ...env, FUNCTIONS_PORT: "0" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  while (!buffered.includes("\n")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`server exited before listening: ${(await child.output()).code}`);
-    buffered += value;
-  }
-  const { url } = JSON.parse(buffered.split("\n")[0] ?? "");
-  return {
-    url,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await lines.cancel();
-      await child.stderr.cancel();
-      await child.status;
-    },
-  };
-}
+import { runServerToExit, spawnServer } from "./testing/server.ts";
 
 async function latestMigration(): Promise<string> {
   const versions: string[] = [];
@@ -89,12 +55,7 @@ Deno.test("health answers 503 JSON when the database is unreachable", async () =
 });
 
 Deno.test("the server refuses to start when a function's env is malformed, naming the variable", async () => {
-  const output = await new Deno.Command(deno, {
-    args: ["run", "-A", serverPath],
-    env: { SUPABASE_DB_URL: "not-a-url", FUNCTIONS_PORT: "0" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const output = await runServerToExit({ SUPABASE_DB_URL: "not-a-url" });
   assert.equal(output.code, 1);
   assert.match(
     new TextDecoder().decode(output.stderr),

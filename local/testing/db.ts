@@ -1,4 +1,5 @@
 // The database deno tests run against: the throwaway cluster `npm test` starts, never `npm start`'s.
+import postgres from "postgres";
 
 /** SUPABASE_DB_URL as set by `npm test`; refuses to guess so a test can never hit the dev database. */
 export function testDbUrl(): string {
@@ -9,4 +10,9 @@ export function testDbUrl(): string {
     );
   }
   return url;
+}
+
+/** A connection to the test database; end it in the test's `finally`. */
+export function testSql(max = 4): postgres.Sql {
+  return postgres(testDbUrl(), { max, onnotice: () => {} });
 }

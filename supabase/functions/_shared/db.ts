@@ -31,3 +31,8 @@ export async function closeDb(): Promise<void> {
   pool = undefined;
   await current?.sql.end({ timeout: 5 });
 }
+
+/** A Postgres data exception (SQLSTATE class 22): the input, not the database, is at fault. */
+export function isDataException(error: unknown): boolean {
+  return error instanceof postgres.PostgresError && error.code.startsWith("22");
+}

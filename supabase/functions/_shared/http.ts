@@ -155,3 +155,28 @@ export function asHttpError(error: unknown): HttpError {
   if (error instanceof ConfigError) return new HttpError(500, "config_error", error.message);
   return new HttpError(500, "internal_error", "internal error; see the function logs for this request id");
 }
+
+/**
+ * The request body, refusing more than `maxBytes` with 413 whether or not Content-Length announced it, without
+ * buffering more than the limit.
+ */
+export async function readBody(req: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer>> {
+  const tooLarge = () => new HttpError(413, "payload_too_large", `the body exceeds ${maxBytes} bytes`);
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw tooLarge();
+  if (req.body === null) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw tooLarge();
+    chunks.push(chunk);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
