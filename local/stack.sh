@@ -54,13 +54,19 @@ wait_healthy() {
 }
 
 print_urls() {
+  local demo
+  demo=$("$DENO" run -A "$ROOT/local/demo-webhook.ts")
   cat >&2 <<EOF
 
   wabase is running
   Database    postgresql://postgres:postgres@127.0.0.1:$DB_PORT/postgres
   Functions   $FUNCTIONS_URL/<name>
   Health      curl $FUNCTIONS_URL/health
+  Webhook     $FUNCTIONS_URL/whatsapp-webhook
   Logs        $SERVER_LOG
+
+  Send a signed demo WhatsApp message:
+  $demo
 
 EOF
 }
