@@ -1,0 +1,610 @@
+-- wabase buffer processor: exactly one reply per burst. Claims with SKIP LOCKED, leases and fencing tokens;
+-- complete removes only what a batch claimed; fail backs off with jitter and dead-letters after max attempts;
+-- the agent reply is written under an idempotency key before it is sent; pg_cron sweeps orphans, purges old
+-- data and (where pg_net exists) invokes the buffer-processor function.
+
+-- ============================================================================================
+-- Claim state
+-- ============================================================================================
+create sequence wa.buffer_fence_seq;
+comment on sequence wa.buffer_fence_seq is 'Fencing tokens: every claim gets a new, larger one.';
+
+alter table wa.buffers
+  add column fence bigint,
+  add column lease_until timestamptz,
+  add column claimed_by text,
+  add column claimed_at timestamptz,
+  -- Claims of the current batch (reset when a batch completes): a batch that keeps crashing or failing is
+  -- dead-lettered instead of being retried forever.
+  add column attempts integer not null default 0,
+  add column errors jsonb not null default '[]'::jsonb;
+create unique index buffers_fence_key on wa.buffers (fence);
+
+-- The claim that took a message into its batch. Only messages visible at claim time are marked, so one
+-- appended by a transaction still in flight stays unmarked and can never be completed unanswered.
+alter table wa.buffer_messages add column fence bigint;
+create index buffer_messages_fence_idx on wa.buffer_messages (fence) where fence is not null;
+
+-- Outbound rows are written before the send under a key derived from what they answer.
+alter table public.messages add column idempotency_key text unique;
+
+create table wa.agent_replies (
+  idempotency_key text primary key,
+  conversation_id uuid not null references public.conversations (id) on delete cascade,
+  fence bigint not null,
+  -- The reply answers the conversation's buffered messages up to this sequence number.
+  up_to_seq bigint not null,
+  message_id uuid not null unique references public.messages (id) on delete cascade,
+  created_at timestamptz not null default now()
+);
+comment on table wa.agent_replies is
+  'The agent reply written for a batch, before it is sent: at most one per batch, whatever crashes or races.';
+
+create table wa.dead_letters (
+  id bigint generated always as identity primary key,
+  conversation_id uuid not null references public.conversations (id) on delete cascade,
+  fence bigint not null,
+  attempts integer not null,
+  -- Every failure of the batch: [{at, fence, attempt, error}].
+  errors jsonb not null,
+  -- The batch's messages: [{seq, message_id, wamid, appended_at}]; the messages themselves stay stored.
+  messages jsonb not null,
+  created_at timestamptz not null default now()
+);
+create index dead_letters_created_at_idx on wa.dead_letters (created_at);
+comment on table wa.dead_letters is 'Batches that failed max_attempts times, with their error history and messages.';
+
+create table wa.job_runs (
+  id bigint generated always as identity primary key,
+  job text not null,
+  ran_at timestamptz not null default now(),
+  result jsonb not null
+);
+create index job_runs_job_ran_at_idx on wa.job_runs (job, ran_at desc);
+comment on table wa.job_runs is 'What each scheduled job found and did (orphan sweep, retention), for health.';
+
+-- ============================================================================================
+-- Wake-ups: a worker LISTENs and sleeps until the earliest due time it was told about
+-- ============================================================================================
+create function wa.notify_buffer_due()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_due timestamptz;
+begin
+  select min(c.due_at) into v_due from changed c where c.lease_until is null;
+  if v_due is not null then
+    perform pg_notify('wa_buffer_due', (extract(epoch from v_due) * 1000)::bigint::text);
+  end if;
+  return null;
+end;
+$$;
+comment on function wa.notify_buffer_due() is
+  'Statement trigger on wa.buffers: NOTIFY wa_buffer_due with the earliest new due time (epoch ms) of the '
+  'unclaimed buffers the statement touched, so a LISTENing worker re-plans its sleep.';
+revoke all on function wa.notify_buffer_due() from public, anon, authenticated, service_role;
+
+create trigger buffers_notify_due_on_insert after insert on wa.buffers
+  referencing new table as changed for each statement execute function wa.notify_buffer_due();
+create trigger buffers_notify_due_on_update after update on wa.buffers
+  referencing new table as changed for each statement execute function wa.notify_buffer_due();
+
+-- ============================================================================================
+-- Claim, complete, fail
+-- ============================================================================================
+create function wa.claim_buffers(
+  p_worker text, p_limit integer default 1, p_lease interval default interval '60 seconds',
+  p_max_attempts integer default 5, p_now timestamptz default now()
+)
+returns table (conversation_id uuid, fence bigint, first_seq bigint, up_to_seq bigint, message_count integer,
+               attempts integer)
+language sql
+set search_path = ''
+as $$
+  with due as (
+    select b.conversation_id
+    from wa.buffers b
+    where b.due_at <= p_now
+      and (b.lease_until is null or (b.lease_until <= p_now and b.attempts < p_max_attempts))
+    order by b.due_at
+    for update skip locked
+    limit p_limit
+  ),
+  claimed as (
+    update wa.buffers b
+    set fence = nextval('wa.buffer_fence_seq'),
+        lease_until = p_now + p_lease,
+        claimed_by = p_worker,
+        claimed_at = p_now,
+        attempts = b.attempts + 1,
+        -- A lease still set here expired: its worker died or hung without completing or failing.
+        errors = case when b.lease_until is null then b.errors
+                      else b.errors || jsonb_build_array(jsonb_build_object(
+                        'at', p_now, 'fence', b.fence, 'attempt', b.attempts,
+                        'error', 'lease expired: worker ' || coalesce(b.claimed_by, '?') || ' lost the batch'))
+                 end
+    from due d
+    where b.conversation_id = d.conversation_id
+    returning b.conversation_id, b.fence, b.attempts
+  ),
+  marked as (
+    update wa.buffer_messages m
+    set fence = c.fence
+    from claimed c
+    where m.conversation_id = c.conversation_id
+    returning m.conversation_id, m.seq
+  )
+  select c.conversation_id, c.fence, min(m.seq), max(m.seq), count(m.seq)::integer, c.attempts
+  from claimed c
+  left join marked m on m.conversation_id = c.conversation_id
+  group by c.conversation_id, c.fence, c.attempts
+$$;
+comment on function wa.claim_buffers(text, integer, interval, integer, timestamptz) is
+  'Claims up to p_limit due buffers for p_worker, atomically under any number of concurrent workers (FOR UPDATE '
+  'SKIP LOCKED): each gets a lease, a new fencing token and its batch (every message visible now, first_seq .. '
+  'up_to_seq). An expired lease is claimable again unless its batch used max_attempts (the sweep dead-letters '
+  'those). Caller: buffer-processor.';
+
+create function wa.locked_buffer(p_fence bigint)
+returns wa.buffers
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers;
+begin
+  select * into v_buffer from wa.buffers b where b.fence = p_fence for update;
+  if not found then
+    raise exception 'stale fence %: the batch was re-claimed or already finished', p_fence using errcode = 'P0410';
+  end if;
+  return v_buffer;
+end;
+$$;
+comment on function wa.locked_buffer(bigint) is
+  'The buffer whose current claim holds p_fence, locked for update; raises P0410 (stale fence) when the batch '
+  'was re-claimed by another worker or already finished. Caller: the batch functions below.';
+
+create function wa.rearm_buffer(p_conversation_id uuid)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_left integer;
+  v_first timestamptz;
+  v_last timestamptz;
+begin
+  select count(*), min(m.appended_at), max(m.appended_at) into v_left, v_first, v_last
+  from wa.buffer_messages m where m.conversation_id = p_conversation_id;
+  if v_left = 0 then
+    delete from wa.buffers where conversation_id = p_conversation_id;
+  else
+    update wa.buffer_messages set fence = null where conversation_id = p_conversation_id and fence is not null;
+    update wa.buffers b
+    set lease_until = null, claimed_by = null, claimed_at = null, attempts = 0, errors = '[]'::jsonb,
+        message_count = v_left, first_message_at = v_first, last_message_at = v_last,
+        due_at = wa.buffer_due_at(v_first, v_last, v_left, n.buffer_quiet_period, n.buffer_max_wait,
+                                  n.buffer_max_messages)
+    from wa.phone_numbers n
+    where b.conversation_id = p_conversation_id and n.phone_number_id = b.phone_number_id;
+  end if;
+  return v_left;
+end;
+$$;
+comment on function wa.rearm_buffer(uuid) is
+  'After a batch leaves a buffer: deletes the buffer when empty, else releases it with due-time rules applied '
+  'to the messages that arrived meanwhile. Returns how many are left. Caller: complete and dead-letter, with '
+  'the buffer row locked.';
+
+create function wa.complete_buffer(p_fence bigint, p_up_to_seq bigint)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers := wa.locked_buffer(p_fence);
+begin
+  delete from wa.buffer_messages m
+  where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
+  return wa.rearm_buffer(v_buffer.conversation_id);
+end;
+$$;
+comment on function wa.complete_buffer(bigint, bigint) is
+  'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq; messages that arrived while '
+  'it was processed stay and make the buffer due again. Returns how many are left. Raises P0410 for a stale '
+  'fence. Caller: buffer-processor.';
+
+create function wa.dead_letter_batch(p_buffer wa.buffers, p_errors jsonb)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id bigint;
+begin
+  with moved as (
+    delete from wa.buffer_messages m
+    where m.conversation_id = p_buffer.conversation_id and m.fence = p_buffer.fence
+    returning m.seq, m.message_id, m.appended_at
+  )
+  insert into wa.dead_letters (conversation_id, fence, attempts, errors, messages)
+  select p_buffer.conversation_id, p_buffer.fence, p_buffer.attempts, p_errors,
+         coalesce(jsonb_agg(jsonb_build_object('seq', mv.seq, 'message_id', mv.message_id, 'wamid', pm.wamid,
+                                               'appended_at', mv.appended_at) order by mv.seq), '[]'::jsonb)
+  from moved mv join public.messages pm on pm.id = mv.message_id
+  returning id into v_id;
+  perform wa.rearm_buffer(p_buffer.conversation_id);
+  return v_id;
+end;
+$$;
+comment on function wa.dead_letter_batch(wa.buffers, jsonb) is
+  'Moves a locked buffer''s current batch to wa.dead_letters with its error history, then re-arms the buffer '
+  'for messages outside the batch. Returns the dead letter id. Caller: fail and the orphan sweep.';
+
+create function wa.fail_buffer(
+  p_fence bigint, p_error text, p_max_attempts integer default 5,
+  p_backoff_base interval default interval '5 seconds', p_backoff_cap interval default interval '5 minutes',
+  p_retry_after interval default null, p_now timestamptz default now()
+)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers := wa.locked_buffer(p_fence);
+  v_errors jsonb := v_buffer.errors || jsonb_build_array(jsonb_build_object(
+    'at', p_now, 'fence', p_fence, 'attempt', v_buffer.attempts, 'error', p_error));
+  v_delay interval;
+begin
+  if v_buffer.attempts >= p_max_attempts then
+    perform wa.dead_letter_batch(v_buffer, v_errors);
+    return 'dead_letter';
+  end if;
+  -- Exponential backoff with jitter (0.5x .. 1.5x), never sooner than the remote side asked for.
+  v_delay := least(p_backoff_cap, p_backoff_base * power(2, v_buffer.attempts - 1)) * (0.5 + random());
+  v_delay := greatest(v_delay, coalesce(p_retry_after, interval '0'));
+  update wa.buffers
+  set lease_until = null, claimed_by = null, claimed_at = null, errors = v_errors, due_at = p_now + v_delay
+  where conversation_id = v_buffer.conversation_id;
+  return 'retry';
+end;
+$$;
+comment on function wa.fail_buffer(bigint, text, integer, interval, interval, interval, timestamptz) is
+  'Records a failed batch attempt: exponential backoff with jitter (and at least p_retry_after), or, once the '
+  'batch used p_max_attempts, moves it to wa.dead_letters with its error history. Returns retry or dead_letter. '
+  'Raises P0410 for a stale fence. Caller: buffer-processor.';
+
+-- ============================================================================================
+-- The agent request and the reply's idempotency
+-- ============================================================================================
+create function wa.batch_reply_key(p_conversation_id uuid, p_fence bigint)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  -- Keyed by the batch's first message, not by the claim: a re-claim after a crash (new fence, maybe more
+  -- messages) finds the reply already written for the same burst instead of answering it again.
+  select 'agent-reply:' || p_conversation_id || ':' || min(m.seq)
+  from wa.buffer_messages m
+  where m.conversation_id = p_conversation_id and m.fence = p_fence
+$$;
+comment on function wa.batch_reply_key(uuid, bigint) is
+  'Idempotency key of the agent reply to a batch: conversation and first buffered message. Null for an empty '
+  'batch. Caller: wa.agent_context, wa.begin_agent_reply.';
+
+create function wa.agent_context(p_fence bigint, p_history integer default 20)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  with buffer as (
+    select b.conversation_id from wa.buffers b where b.fence = p_fence
+  ),
+  batch as (
+    select m.seq, pm.*
+    from buffer b
+    join wa.buffer_messages m on m.conversation_id = b.conversation_id and m.fence = p_fence
+    join public.messages pm on pm.id = m.message_id
+  ),
+  history as (
+    select pm.*
+    from buffer b
+    join public.messages pm on pm.conversation_id = b.conversation_id
+    where pm.id not in (select id from batch)
+    order by pm.sent_at desc
+    limit p_history
+  )
+  select jsonb_build_object(
+    'conversation', jsonb_build_object('id', c.id, 'phone_number_id', c.phone_number_id,
+                                       'display_phone_number', n.display_phone_number),
+    'contact', jsonb_strip_nulls(jsonb_build_object('id', k.id, 'wa_id', k.wa_id, 'user_id', k.user_id,
+                                                    'name', k.profile_name)),
+    'batch', jsonb_build_object(
+      'fence', p_fence,
+      'first_seq', (select min(seq) from batch),
+      'up_to_seq', (select max(seq) from batch),
+      'messages', (select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+          'id', bm.id, 'wamid', bm.wamid, 'type', bm.type, 'text', bm.content_text, 'sent_at', bm.sent_at,
+          'context_wamid', bm.context_wamid,
+          'media', case when bm.type in ('image', 'audio', 'video', 'document', 'sticker') then jsonb_strip_nulls(
+                     jsonb_build_object('id', bm.body -> bm.type ->> 'id', 'mime_type', bm.body -> bm.type ->> 'mime_type',
+                                        'caption', bm.body -> bm.type ->> 'caption',
+                                        'filename', bm.body -> bm.type ->> 'filename')) end
+        )) order by bm.seq), '[]'::jsonb) from batch bm)),
+    'history', (select coalesce(jsonb_agg(jsonb_build_object('direction', h.direction, 'type', h.type,
+                                                              'text', h.content_text, 'sent_at', h.sent_at)
+                                          order by h.sent_at), '[]'::jsonb) from history h),
+    'existing_reply', (select jsonb_build_object('message_id', pm.id, 'status', pm.status, 'body', pm.body,
+                                                 'up_to_seq', r.up_to_seq)
+                       from wa.agent_replies r join public.messages pm on pm.id = r.message_id
+                       where r.idempotency_key = wa.batch_reply_key(c.id, p_fence))
+  )
+  from buffer b
+  join public.conversations c on c.id = b.conversation_id
+  join public.contacts k on k.id = c.contact_id
+  join wa.phone_numbers n on n.phone_number_id = c.phone_number_id
+$$;
+comment on function wa.agent_context(bigint, integer) is
+  'Everything the processor needs for one claimed batch, in one round trip: conversation, contact (wa_id and/or '
+  'BSUID to send to), the batch''s messages with media metadata (never the media), the last p_history other '
+  'messages, and the reply already written for this burst, if any. Null for a stale fence. Caller: '
+  'buffer-processor.';
+
+create function wa.begin_agent_reply(
+  p_fence bigint, p_up_to_seq bigint, p_type text, p_body jsonb, p_lease interval default interval '60 seconds',
+  p_now timestamptz default now()
+)
+returns table (message_id uuid, status text, body jsonb, up_to_seq bigint, created boolean)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers := wa.locked_buffer(p_fence);
+  v_key text := wa.batch_reply_key(v_buffer.conversation_id, p_fence);
+  v_message_id uuid;
+begin
+  -- Still ours: extend the lease so the send that follows cannot outlive it.
+  update wa.buffers set lease_until = p_now + p_lease where conversation_id = v_buffer.conversation_id;
+  insert into public.messages (conversation_id, direction, type, body, content_text, sent_at, status,
+                               idempotency_key)
+  values (v_buffer.conversation_id, 'outbound', p_type, p_body, wa.message_text(p_body || jsonb_build_object('type', p_type)),
+          p_now, 'pending', v_key)
+  on conflict (idempotency_key) do nothing
+  returning id into v_message_id;
+  if v_message_id is not null then
+    insert into wa.agent_replies (idempotency_key, conversation_id, fence, up_to_seq, message_id)
+    values (v_key, v_buffer.conversation_id, p_fence, p_up_to_seq, v_message_id);
+  end if;
+  return query
+  select pm.id, pm.status, pm.body, r.up_to_seq, v_message_id is not null
+  from wa.agent_replies r join public.messages pm on pm.id = r.message_id
+  where r.idempotency_key = v_key;
+end;
+$$;
+comment on function wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz) is
+  'Writes the outbound reply to a batch as pending, under the batch''s idempotency key, before any send, and '
+  'extends the lease. If a reply for this burst already exists (a crashed or racing worker wrote it), returns '
+  'that one with created = false instead: at most one reply per batch. Raises P0410 for a stale fence. Caller: '
+  'buffer-processor.';
+
+create function wa.record_send_result(
+  p_message_id uuid, p_outcome text, p_wamid text default null, p_error jsonb default null,
+  p_now timestamptz default now()
+)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_status text;
+begin
+  if p_outcome not in ('pending', 'sent', 'failed', 'unknown') then
+    raise exception 'unknown send outcome %', p_outcome using errcode = '22023';
+  end if;
+  update public.messages m
+  set wamid = coalesce(p_wamid, m.wamid),
+      error = coalesce(p_error, m.error),
+      -- Only forward from pending/failed/unknown: a status webhook may already have moved it further.
+      status = case when m.status in ('pending', 'failed', 'unknown') then p_outcome else m.status end,
+      status_at = p_now
+  where m.id = p_message_id and m.direction = 'outbound'
+  returning m.status into v_status;
+  if not found then
+    raise exception 'no outbound message %', p_message_id using errcode = 'P0002';
+  end if;
+  if p_wamid is not null then
+    -- Statuses that arrived before the wamid was known apply now.
+    perform wa.apply_message_statuses(array[p_wamid]);
+    select m.status into v_status from public.messages m where m.id = p_message_id;
+  end if;
+  return v_status;
+end;
+$$;
+comment on function wa.record_send_result(uuid, text, text, jsonb, timestamptz) is
+  'Records what a send did: sent (with the wamid Meta returned), failed (definite error, safe to resend), unknown '
+  '(ambiguous: may have been sent; never resent automatically) or pending (about to resend a failed one). '
+  'Applies statuses that arrived before the wamid. Returns the resulting status. Caller: buffer-processor.';
+
+-- ============================================================================================
+-- Scheduled jobs
+-- ============================================================================================
+create function wa.sweep_orphaned_buffers(p_max_attempts integer default 5, p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers;
+  v_expired integer := 0;
+  v_dead integer := 0;
+  v_result jsonb;
+begin
+  for v_buffer in
+    select * from wa.buffers b where b.lease_until <= p_now order by b.conversation_id for update skip locked
+  loop
+    v_expired := v_expired + 1;
+    if v_buffer.attempts >= p_max_attempts then
+      perform wa.dead_letter_batch(v_buffer, v_buffer.errors || jsonb_build_array(jsonb_build_object(
+        'at', p_now, 'fence', v_buffer.fence, 'attempt', v_buffer.attempts,
+        'error', 'lease expired: worker ' || coalesce(v_buffer.claimed_by, '?') || ' lost the batch')));
+      v_dead := v_dead + 1;
+    end if;
+  end loop;
+  v_result := jsonb_build_object('expired_leases', v_expired, 'dead_lettered', v_dead);
+  insert into wa.job_runs (job, ran_at, result) values ('orphan-sweep', p_now, v_result);
+  if v_expired > v_dead then
+    -- Wake LISTENing workers: these buffers are claimable again now.
+    perform pg_notify('wa_buffer_due', (extract(epoch from p_now) * 1000)::bigint::text);
+  end if;
+  return v_result;
+end;
+$$;
+comment on function wa.sweep_orphaned_buffers(integer, timestamptz) is
+  'Orphan sweep (pg_cron, every minute): counts buffers whose lease expired (their worker crashed or hung), '
+  'dead-letters those that used max_attempts, wakes workers for the rest, and records the counts in '
+  'wa.job_runs.';
+
+create function wa.purge_expired(
+  p_keep_events interval default interval '30 days', p_keep_receipts interval default interval '30 days',
+  p_keep_job_runs interval default interval '14 days', p_now timestamptz default now()
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_events integer;
+  v_receipts integer;
+  v_statuses integer;
+  v_job_runs integer;
+  v_result jsonb;
+begin
+  if p_keep_receipts < interval '8 days' then
+    -- Meta redelivers for up to 7 days: a shorter memory would store a late redelivery twice.
+    raise exception 'receipts must be kept longer than Meta''s 7-day redelivery window' using errcode = '22023';
+  end if;
+  -- Ingested events only: a rejected body stays until someone has looked at it.
+  delete from wa.webhook_events where received_at < p_now - p_keep_events and error is null;
+  get diagnostics v_events = row_count;
+  delete from wa.inbound_receipts where last_seen_at < p_now - p_keep_receipts;
+  get diagnostics v_receipts = row_count;
+  delete from wa.message_statuses where last_seen_at < p_now - p_keep_receipts;
+  get diagnostics v_statuses = row_count;
+  delete from wa.job_runs where ran_at < p_now - p_keep_job_runs;
+  get diagnostics v_job_runs = row_count;
+  v_result := jsonb_build_object('webhook_events', v_events, 'inbound_receipts', v_receipts,
+                                 'message_statuses', v_statuses, 'job_runs', v_job_runs);
+  insert into wa.job_runs (job, ran_at, result) values ('retention', p_now, v_result);
+  return v_result;
+end;
+$$;
+comment on function wa.purge_expired(interval, interval, interval, timestamptz) is
+  'Retention (pg_cron, daily): deletes ingested webhook events, inbound receipts and status events older than '
+  'their keep intervals (receipts at least 8 days: Meta redelivers for 7) and old job runs; rejected events, '
+  'messages and dead letters are kept. Records the counts in wa.job_runs.';
+
+create function wa.pg_cron_version()
+returns integer[]
+language sql
+stable
+set search_path = ''
+as $$
+  -- '1.6.4' (Supabase), '1.6' (PGDG), '1.4-1' (Debian): compare the first two numbers only.
+  select (regexp_split_to_array(e.extversion, '[.-]'))[1:2]::integer[]
+  from pg_catalog.pg_extension e where e.extname = 'pg_cron'
+$$;
+comment on function wa.pg_cron_version() is 'pg_cron''s major and minor version, or null when it is not installed.';
+
+create function wa.invoke_buffer_processor()
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_url text;
+  v_key text;
+  v_request_id bigint;
+begin
+  if not exists (select from wa.buffers b where b.due_at <= now() and (b.lease_until is null or b.lease_until <= now()))
+  then
+    return null;
+  end if;
+  if to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is null
+     or to_regclass('vault.decrypted_secrets') is null then
+    raise warning 'wabase: pg_net and Vault are needed to invoke buffer-processor from the database';
+    return null;
+  end if;
+  -- Dynamic SQL with the schema as a parameter: neither schema exists on a cluster without them (nor for the
+  -- static checks of plpgsql_check), and this function must still be created there.
+  execute format('select decrypted_secret from %I.decrypted_secrets where name = $1', 'vault')
+    into v_url using 'wabase_project_url';
+  execute format('select decrypted_secret from %I.decrypted_secrets where name = $1', 'vault')
+    into v_key using 'wabase_service_role_key';
+  if v_url is null or v_key is null then
+    raise warning 'wabase: create the Vault secrets wabase_project_url and wabase_service_role_key';
+    return null;
+  end if;
+  execute format('select %I.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)', 'net')
+    into v_request_id
+    using rtrim(v_url, '/') || '/functions/v1/buffer-processor', '{}'::jsonb,
+          jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || v_key), 5000;
+  return v_request_id;
+end;
+$$;
+comment on function wa.invoke_buffer_processor() is
+  'pg_cron job on Supabase: when a buffer is due, POSTs to the buffer-processor Edge Function through pg_net, '
+  'with the project URL and service role key read from Vault (secrets wabase_project_url, '
+  'wabase_service_role_key), as Supabase documents for scheduled functions. Returns the pg_net request id, or '
+  'null when nothing is due or pg_net/Vault/the secrets are missing.';
+
+create function wa.schedule_jobs()
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_version integer[] := wa.pg_cron_version();
+  v_seconds boolean;
+  v_pg_net boolean := to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
+  v_processor_schedule text;
+begin
+  if v_version is null then
+    raise warning 'wabase: pg_cron is not installed; no jobs scheduled (enable it, then select wa.schedule_jobs())';
+    return jsonb_build_object('pg_cron', false);
+  end if;
+  -- Seconds schedules arrived in pg_cron 1.5; older versions run at most every minute.
+  v_seconds := v_version >= array[1, 5];
+  perform cron.schedule('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()');
+  perform cron.schedule('wabase-retention', '17 3 * * *', 'select wa.purge_expired()');
+  if v_pg_net then
+    v_processor_schedule := case when v_seconds then '5 seconds' else '* * * * *' end;
+    perform cron.schedule('wabase-buffer-processor', v_processor_schedule, 'select wa.invoke_buffer_processor()');
+  elsif exists (select from cron.job j where j.jobname = 'wabase-buffer-processor') then
+    perform cron.unschedule('wabase-buffer-processor');
+  end if;
+  return jsonb_build_object('pg_cron', true, 'pg_cron_version', array_to_string(v_version, '.'),
+                            'seconds_schedules', v_seconds, 'pg_net', v_pg_net,
+                            'processor_schedule', v_processor_schedule);
+end;
+$$;
+comment on function wa.schedule_jobs() is
+  '(Re)creates wabase''s pg_cron jobs, detecting rather than assuming the platform: the orphan sweep (every '
+  'minute), retention (daily), and, only where pg_net exists, the buffer-processor invocation every 5 seconds '
+  '(pg_cron >= 1.5) or every minute (older). Idempotent; run it again after enabling pg_net.';
+
+revoke all on function wa.claim_buffers(text, integer, interval, integer, timestamptz),
+  wa.locked_buffer(bigint), wa.rearm_buffer(uuid), wa.complete_buffer(bigint, bigint),
+  wa.dead_letter_batch(wa.buffers, jsonb),
+  wa.fail_buffer(bigint, text, integer, interval, interval, interval, timestamptz),
+  wa.batch_reply_key(uuid, bigint), wa.agent_context(bigint, integer),
+  wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz),
+  wa.record_send_result(uuid, text, text, jsonb, timestamptz),
+  wa.sweep_orphaned_buffers(integer, timestamptz), wa.purge_expired(interval, interval, interval, timestamptz),
+  wa.pg_cron_version(), wa.invoke_buffer_processor(), wa.schedule_jobs()
+  from public, anon, authenticated, service_role;
+
+select wa.schedule_jobs();
