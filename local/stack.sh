@@ -37,7 +37,7 @@ server_running() { [ -f "$SERVER_PID" ] && kill -0 "$(cat "$SERVER_PID")" 2>/dev
 start_server() {
   port_in_use "$FUNCTIONS_PORT" && die "port $FUNCTIONS_PORT is taken by another process"
   : >"$SERVER_LOG"
-  (FUNCTIONS_PORT=$FUNCTIONS_PORT exec setsid "$DENO" run -A "$ROOT/local/functions-server.ts" >>"$SERVER_LOG" 2>&1) &
+  (FUNCTIONS_PORT=$FUNCTIONS_PORT exec setsid "$DENO" run -A "$ROOT/local/stack-server.ts" >>"$SERVER_LOG" 2>&1) &
   echo $! >"$SERVER_PID"
 }
 

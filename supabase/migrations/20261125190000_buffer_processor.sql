@@ -63,6 +63,15 @@ create table wa.job_runs (
 create index job_runs_job_ran_at_idx on wa.job_runs (job, ran_at desc);
 comment on table wa.job_runs is 'What each scheduled job found and did (orphan sweep, retention), for health.';
 
+create table wa.circuit_breakers (
+  name text primary key,
+  state text not null check (state in ('closed', 'open', 'half_open', 'isolated')),
+  -- cockatiel's serialised breaker, so a new isolate or worker starts from the last known state.
+  snapshot jsonb,
+  updated_at timestamptz not null default now()
+);
+comment on table wa.circuit_breakers is 'Last state of each outbound circuit breaker (agent, graph), for health.';
+
 -- ============================================================================================
 -- Wake-ups: a worker LISTENs and sleeps until the earliest due time it was told about
 -- ============================================================================================
@@ -246,7 +255,7 @@ comment on function wa.dead_letter_batch(wa.buffers, jsonb) is
 create function wa.fail_buffer(
   p_fence bigint, p_error text, p_max_attempts integer default 5,
   p_backoff_base interval default interval '5 seconds', p_backoff_cap interval default interval '5 minutes',
-  p_retry_after interval default null, p_now timestamptz default now()
+  p_retry_after interval default null, p_permanent boolean default false, p_now timestamptz default now()
 )
 returns text
 language plpgsql
@@ -258,7 +267,7 @@ declare
     'at', p_now, 'fence', p_fence, 'attempt', v_buffer.attempts, 'error', p_error));
   v_delay interval;
 begin
-  if v_buffer.attempts >= p_max_attempts then
+  if v_buffer.attempts >= p_max_attempts or p_permanent then
     perform wa.dead_letter_batch(v_buffer, v_errors);
     return 'dead_letter';
   end if;
@@ -271,10 +280,11 @@ begin
   return 'retry';
 end;
 $$;
-comment on function wa.fail_buffer(bigint, text, integer, interval, interval, interval, timestamptz) is
+comment on function wa.fail_buffer(bigint, text, integer, interval, interval, interval, boolean, timestamptz) is
   'Records a failed batch attempt: exponential backoff with jitter (and at least p_retry_after), or, once the '
-  'batch used p_max_attempts, moves it to wa.dead_letters with its error history. Returns retry or dead_letter. '
-  'Raises P0410 for a stale fence. Caller: buffer-processor.';
+  'batch used p_max_attempts or the failure is permanent (retrying cannot help), moves it to wa.dead_letters '
+  'with its error history. Returns retry or dead_letter. Raises P0410 for a stale fence. Caller: '
+  'buffer-processor.';
 
 -- ============================================================================================
 -- The agent request and the reply's idempotency
@@ -319,6 +329,7 @@ as $$
     limit p_history
   )
   select jsonb_build_object(
+    'reply_key', wa.batch_reply_key(c.id, p_fence),
     'conversation', jsonb_build_object('id', c.id, 'phone_number_id', c.phone_number_id,
                                        'display_phone_number', n.display_phone_number),
     'contact', jsonb_strip_nulls(jsonb_build_object('id', k.id, 'wa_id', k.wa_id, 'user_id', k.user_id,
@@ -599,12 +610,67 @@ comment on function wa.schedule_jobs() is
 revoke all on function wa.claim_buffers(text, integer, interval, integer, timestamptz),
   wa.locked_buffer(bigint), wa.rearm_buffer(uuid), wa.complete_buffer(bigint, bigint),
   wa.dead_letter_batch(wa.buffers, jsonb),
-  wa.fail_buffer(bigint, text, integer, interval, interval, interval, timestamptz),
+  wa.fail_buffer(bigint, text, integer, interval, interval, interval, boolean, timestamptz),
   wa.batch_reply_key(uuid, bigint), wa.agent_context(bigint, integer),
   wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz),
   wa.record_send_result(uuid, text, text, jsonb, timestamptz),
   wa.sweep_orphaned_buffers(integer, timestamptz), wa.purge_expired(interval, interval, interval, timestamptz),
   wa.pg_cron_version(), wa.invoke_buffer_processor(), wa.schedule_jobs()
   from public, anon, authenticated, service_role;
+
+create function wa.save_circuit_breaker(p_name text, p_state text, p_snapshot jsonb)
+returns void
+language sql
+set search_path = ''
+as $$
+  insert into wa.circuit_breakers as c (name, state, snapshot, updated_at)
+  values (p_name, p_state, p_snapshot, now())
+  on conflict (name) do update set state = excluded.state, snapshot = excluded.snapshot, updated_at = now()
+$$;
+comment on function wa.save_circuit_breaker(text, text, jsonb) is
+  'Stores a circuit breaker''s state change. Caller: buffer-processor (settled: a failure here never fails a batch).';
+revoke all on function wa.save_circuit_breaker(text, text, jsonb) from public, anon, authenticated, service_role;
+
+-- ============================================================================================
+-- Health: the foundation's facts plus the processor's
+-- ============================================================================================
+create or replace function wa.health()
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'database', true,
+    'server_time', now(),
+    'pg_cron', (select jsonb_build_object('installed', true, 'version', e.extversion)
+                from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
+    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
+    'cron_jobs', (select coalesce(jsonb_agg(j.jobname order by j.jobname), '[]'::jsonb)
+                  from cron.job j where j.jobname like 'wabase-%'),
+    'job_runs', (select coalesce(jsonb_object_agg(r.job, jsonb_build_object('ran_at', r.ran_at, 'result', r.result)),
+                                 '{}'::jsonb)
+                 from (select distinct on (jr.job) jr.job, jr.ran_at, jr.result from wa.job_runs jr
+                       order by jr.job, jr.ran_at desc) r),
+    'buffers', (select jsonb_build_object(
+                  'buffers', count(*),
+                  'messages', coalesce(sum(b.message_count), 0),
+                  'due', count(*) filter (where b.due_at <= now() and b.lease_until is null),
+                  'claimed', count(*) filter (where b.lease_until > now()),
+                  'expired_leases', count(*) filter (where b.lease_until <= now()),
+                  'oldest_overdue_seconds', coalesce(extract(epoch from now() - min(b.due_at)
+                                                       filter (where b.due_at <= now())), 0))
+                from wa.buffers b),
+    'dead_letters', (select count(*) from wa.dead_letters),
+    'unknown_sends', (select count(*) from public.messages m where m.direction = 'outbound' and m.status = 'unknown'),
+    'circuit_breakers', (select coalesce(jsonb_object_agg(c.name, jsonb_build_object('state', c.state,
+                                                                                     'since', c.updated_at)),
+                                         '{}'::jsonb) from wa.circuit_breakers c)
+  )
+$$;
+comment on function wa.health() is
+  'Health facts for the health Edge Function: server time, pg_cron and its wabase jobs with their last runs, '
+  'latest migration, buffer depth and oldest overdue age, dead letters, sends of unknown outcome, circuit '
+  'breaker states. Caller: service connection only.';
 
 select wa.schedule_jobs();

@@ -1,0 +1,74 @@
+// The buffer processor as a long-running local worker (SPEC 3): the same processor the Edge Function runs,
+// woken by LISTEN wa_buffer_due and by a timer set to the next due time, so a buffer is claimed within a
+// fraction of a second of becoming due. (Hosted Supabase has no long-running workers: pg_cron invokes the
+// function instead, and its transaction pooler would not keep a LISTEN.)
+import postgres from "postgres";
+import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
+import { processorEnv } from "../supabase/functions/buffer-processor/config.ts";
+import { parseEnv } from "../supabase/functions/_shared/env.ts";
+import { errorMessage, log } from "../supabase/functions/_shared/log.ts";
+
+export interface WorkerOptions {
+  workerId?: string;
+  signal: AbortSignal;
+  /** Called after every drain that processed something (tests and the demo await these). */
+  onDrain?: (summary: DrainSummary) => void;
+}
+
+/** Runs until `signal` aborts. */
+export async function runWorker(options: WorkerOptions): Promise<void> {
+  const env = parseEnv(processorEnv);
+  const workerId = options.workerId ?? `local-${Deno.pid}`;
+  const sql = postgres(env.SUPABASE_DB_URL, { max: env.PROCESSOR_CONCURRENCY + 1, onnotice: () => {} });
+  let wake: () => void = () => {};
+  let plannedAt = Infinity;
+  // Database clock minus ours: due times come from the database.
+  let clockOffset = 0;
+  // Only a due time earlier than the one we sleep towards is worth waking for.
+  const listener = await sql.listen("wa_buffer_due", (payload) => {
+    if (Number(payload) - clockOffset <= plannedAt) wake();
+  });
+  options.signal.addEventListener("abort", () => wake());
+  try {
+    const processor = await createProcessor(env, sql, workerId);
+    while (!options.signal.aborted) {
+      try {
+        const summary = await processor.drain({ budgetMs: Number.POSITIVE_INFINITY, signal: options.signal });
+        if (summary.batches > 0) options.onDrain?.(summary);
+      } catch (error) {
+        log("error", { fn: "buffer-worker", worker: workerId, error: errorMessage(error) });
+      }
+      // Sleep until the next buffer is due or an expired lease becomes claimable, at most 30 s.
+      const [next] = await sql<{ db_now: number; next_at: number | null }[]>`
+        select extract(epoch from now()) * 1000 as db_now,
+               extract(epoch from min(greatest(b.due_at, coalesce(b.lease_until, b.due_at)))) * 1000 as next_at
+        from wa.buffers b`;
+      clockOffset = Number(next?.db_now ?? Date.now()) - Date.now();
+      const nextAt = next?.next_at === null || next?.next_at === undefined
+        ? Date.now() + 30_000
+        : Math.min(Number(next.next_at) - clockOffset, Date.now() + 30_000);
+      plannedAt = nextAt;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, nextAt - Date.now()));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    await listener.unlisten();
+    await sql.end({ timeout: 5 });
+  }
+}
+
+if (import.meta.main) {
+  const controller = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => controller.abort());
+  }
+  const { loadLocalEnv } = await import("./env.ts");
+  await loadLocalEnv();
+  log("info", { fn: "buffer-worker", msg: "buffer worker started", pid: Deno.pid });
+  await runWorker({ signal: controller.signal });
+}

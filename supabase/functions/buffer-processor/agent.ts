@@ -1,0 +1,115 @@
+// The AI agent behind the bot: `webhook` POSTs the batch JSON to AGENT_URL (an n8n workflow, a gateway) with
+// an Idempotency-Key per batch; `openai` maps the conversation to an OpenAI-compatible chat completion. Both
+// answer with a reply text or null (stay silent).
+import { z } from "zod";
+import type { Resilient } from "../_shared/resilience.ts";
+import type { ProcessorEnv } from "./config.ts";
+import type { AgentContext } from "./store.ts";
+
+export interface AgentAnswer {
+  text: string | null;
+}
+
+/** The agent answered something we cannot use, or failed in a way a retry will not fix. */
+export class AgentError extends Error {
+  constructor(message: string, readonly retryable: boolean) {
+    super(message);
+    this.name = "AgentError";
+  }
+}
+
+const WHATSAPP_TEXT_LIMIT = 4096;
+
+const webhookAnswer = z.object({
+  reply: z.object({ text: z.string().max(WHATSAPP_TEXT_LIMIT) }).loose().nullable(),
+}).loose();
+
+const chatCompletion = z.object({
+  choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }).loose() }).loose()).min(
+    1,
+  ),
+}).loose();
+
+/** The request body of the webhook kind: the documented agent contract (README). */
+export function agentRequest(context: AgentContext): Record<string, unknown> {
+  return {
+    conversation: context.conversation,
+    contact: context.contact,
+    batch: context.batch,
+    history: context.history,
+  };
+}
+
+function messageLine(message: { type: string; text?: string | null }): string {
+  return message.type === "text" ? message.text ?? "" : `[${message.type}] ${message.text ?? ""}`.trim();
+}
+
+/** Chat messages for the openai kind: history as user/assistant turns, then the batch as one user turn. */
+export function chatMessages(
+  context: AgentContext,
+  systemPrompt: string,
+): { role: string; content: string }[] {
+  const name = context.contact.name === undefined ? "" : ` The customer's name is ${context.contact.name}.`;
+  return [
+    { role: "system", content: systemPrompt + name },
+    ...context.history.map((turn) => ({
+      role: turn.direction === "inbound" ? "user" : "assistant",
+      content: messageLine(turn),
+    })),
+    { role: "user", content: context.batch.messages.map(messageLine).join("\n") },
+  ];
+}
+
+async function postJson(url: string, body: unknown, headers: Record<string, string>, signal: AbortSignal) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+    signal,
+  });
+  const text = await res.text();
+  if (res.status >= 500 || res.status === 429) {
+    throw new AgentError(`agent answered HTTP ${res.status}`, true);
+  }
+  if (!res.ok) throw new AgentError(`agent answered HTTP ${res.status}: ${text.slice(0, 200)}`, false);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AgentError("agent answered a body that is not JSON", false);
+  }
+}
+
+export type Agent = (context: AgentContext) => Promise<AgentAnswer>;
+
+/** The configured agent, its calls under `policy` (timeout, retries, breaker). */
+export function createAgent(env: ProcessorEnv, policy: Resilient): Agent {
+  const auth: Record<string, string> = env.AGENT_API_KEY
+    ? { authorization: `Bearer ${env.AGENT_API_KEY}` }
+    : {};
+  if (env.AGENT_KIND === "openai") {
+    return (context) =>
+      policy.execute(async (signal) => {
+        const body = { model: env.AGENT_MODEL, messages: chatMessages(context, env.AGENT_SYSTEM_PROMPT) };
+        const parsed = chatCompletion.safeParse(
+          await postJson(`${env.AGENT_URL}/chat/completions`, body, auth, signal),
+        );
+        if (!parsed.success) throw new AgentError("chat completion without choices[0].message", false);
+        const content = parsed.data.choices[0]!.message.content?.trim() ?? "";
+        return { text: content === "" ? null : content.slice(0, WHATSAPP_TEXT_LIMIT) };
+      });
+  }
+  return (context) =>
+    policy.execute(async (signal) => {
+      const headers = { ...auth, "idempotency-key": context.reply_key };
+      const parsed = webhookAnswer.safeParse(
+        await postJson(env.AGENT_URL, agentRequest(context), headers, signal),
+      );
+      if (!parsed.success) throw new AgentError("agent answer is not {reply: {text} | null}", false);
+      return { text: parsed.data.reply?.text.trim() || null };
+    });
+}
+
+/** Agent failures worth retrying inside one attempt: server errors and dropped connections. */
+export function agentRetryable(error: unknown): boolean {
+  return error instanceof AgentError ? error.retryable : error instanceof TypeError;
+}

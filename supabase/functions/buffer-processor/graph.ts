@@ -1,0 +1,167 @@
+// Sending through the WhatsApp Cloud API, with every outcome classified: sent (Meta returned a wamid),
+// failed (Meta said no, or nothing left this machine: safe to try again later), or unknown (the request may
+// have been executed: never resent automatically, since /messages has no idempotency key).
+import { BrokenCircuitError, TaskCancelledError } from "cockatiel";
+import { z } from "zod";
+import type { Resilient, RetryAfterHint } from "../_shared/resilience.ts";
+import type { SendPayload } from "./store.ts";
+
+export type SendOutcome =
+  | { kind: "sent"; wamid: string }
+  | { kind: "failed"; retryable: boolean; error: GraphErrorBody; retryAfterMs?: number }
+  | { kind: "unknown"; error: string };
+
+export interface GraphErrorBody {
+  code: number | null;
+  message: string;
+  http_status: number | null;
+  details?: string;
+}
+
+// Codes Meta documents as transient (WHATSAPP.md §3.2): overload, rate limits, maintenance.
+const RETRYABLE_CODES = new Set([1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004]);
+
+const graphError = z.object({
+  error: z.object({
+    code: z.number().optional(),
+    message: z.string().optional(),
+    error_data: z.object({ details: z.string().optional() }).loose().optional(),
+  }).loose(),
+}).loose();
+
+const sendResponse = z.object({ messages: z.array(z.object({ id: z.string().min(1) }).loose()).min(1) })
+  .loose();
+
+/** A failure that did not execute the send: retrying is safe. */
+export class GraphRetryableError extends Error implements RetryAfterHint {
+  constructor(readonly body: GraphErrorBody, readonly retryAfterMs?: number) {
+    super(`Graph API: ${body.message}`);
+    this.name = "GraphRetryableError";
+  }
+}
+
+class GraphRejectedError extends Error {
+  constructor(readonly body: GraphErrorBody) {
+    super(`Graph API: ${body.message}`);
+    this.name = "GraphRejectedError";
+  }
+}
+
+/** The request may have been executed: a timeout or broken connection after it left, an unreadable 200. */
+class AmbiguousSendError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AmbiguousSendError";
+  }
+}
+
+function retryAfterMs(res: Response): number | undefined {
+  const value = res.headers.get("retry-after");
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Whether a fetch failure proves the request never reached the server (so it cannot have been executed). */
+function neverConnected(error: unknown): boolean {
+  const text = String(error instanceof Error ? `${error.message} ${error.cause ?? ""}` : error).toLowerCase();
+  return /connection refused|os error 111|dns error|failed to lookup|name or service not known/.test(text);
+}
+
+async function classify(res: Response): Promise<{ wamid: string }> {
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (res.ok) {
+    const parsed = sendResponse.safeParse(json);
+    if (parsed.success) return { wamid: parsed.data.messages[0]!.id };
+    // A 200 we cannot read may still have sent the message.
+    throw new AmbiguousSendError(`HTTP ${res.status} without a message id`);
+  }
+  const parsed = graphError.safeParse(json);
+  const body: GraphErrorBody = {
+    code: parsed.success ? parsed.data.error.code ?? null : null,
+    message: parsed.success ? parsed.data.error.message ?? `HTTP ${res.status}` : `HTTP ${res.status}`,
+    http_status: res.status,
+    ...(parsed.success && parsed.data.error.error_data?.details
+      ? { details: parsed.data.error.error_data.details }
+      : {}),
+  };
+  const transient = body.code === null
+    ? res.status >= 500 || res.status === 429
+    : RETRYABLE_CODES.has(body.code);
+  if (transient) throw new GraphRetryableError(body, retryAfterMs(res));
+  throw new GraphRejectedError(body);
+}
+
+export interface GraphClient {
+  send(phoneNumberId: string, payload: SendPayload): Promise<SendOutcome>;
+}
+
+/** A Graph API client whose calls run under `policy` (timeout, retries of retryable errors, breaker). */
+export function createGraphClient(apiBase: string, accessToken: string, policy: Resilient): GraphClient {
+  return {
+    async send(phoneNumberId, payload) {
+      try {
+        const { wamid } = await policy.execute(async (signal) => {
+          let res: Response;
+          try {
+            res = await fetch(`${apiBase}/${encodeURIComponent(phoneNumberId)}/messages`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
+              body: JSON.stringify(payload),
+              signal,
+            });
+          } catch (error) {
+            if (signal.aborted) throw error;
+            if (neverConnected(error)) {
+              throw new GraphRetryableError({ code: null, message: String(error), http_status: null });
+            }
+            throw new AmbiguousSendError(`connection failed mid-request: ${error}`);
+          }
+          return await classify(res);
+        });
+        return { kind: "sent", wamid };
+      } catch (error) {
+        if (error instanceof GraphRetryableError) {
+          return { kind: "failed", retryable: true, error: error.body, retryAfterMs: error.retryAfterMs };
+        }
+        if (error instanceof GraphRejectedError) {
+          return { kind: "failed", retryable: false, error: error.body };
+        }
+        if (error instanceof TaskCancelledError) {
+          return { kind: "unknown", error: "timed out after the request left" };
+        }
+        if (error instanceof AmbiguousSendError) return { kind: "unknown", error: error.message };
+        // The breaker is open: nothing was sent.
+        if (error instanceof BrokenCircuitError) {
+          return {
+            kind: "failed",
+            retryable: true,
+            error: { code: null, message: "Graph API circuit open", http_status: null },
+          };
+        }
+        return { kind: "unknown", error: String(error) };
+      }
+    },
+  };
+}
+
+/** Failures that count against the Graph API breaker: the service misbehaving, not a rejected request. */
+export function graphBreaks(error: unknown): boolean {
+  return error instanceof GraphRetryableError || error instanceof TaskCancelledError ||
+    error instanceof AmbiguousSendError;
+}
+
+/** Failures worth an immediate retry inside one attempt: transient, and not asking us to wait long. */
+export function graphRetryable(maxWaitMs: number) {
+  return (error: unknown) =>
+    error instanceof GraphRetryableError &&
+    (error.retryAfterMs === undefined || error.retryAfterMs <= maxWaitMs);
+}

@@ -1,0 +1,35 @@
+// HTTP entry of the processor: pg_cron (through pg_net) POSTs here every few seconds on Supabase, with the
+// service role key. Each call drains due buffers within a time budget well inside the Edge Functions
+// wall-clock limit; locally the same processor runs as a long-running worker (local/buffer-worker.ts).
+import { authEnv, createVerifier, requireServiceRole, type Verifier } from "../_shared/auth.ts";
+import { db } from "../_shared/db.ts";
+import { createHandler, HttpError, json } from "../_shared/http.ts";
+import { processorEnv } from "./config.ts";
+import { createProcessor, type Processor } from "./processor.ts";
+
+export const env = processorEnv.extend(authEnv.shape);
+
+let processor: Promise<Processor> | undefined;
+let verifier: Verifier | undefined;
+
+export const handler = createHandler({
+  name: "buffer-processor",
+  env,
+  async handle(req, { env, subpath, logFields }) {
+    if (subpath !== "/") throw new HttpError(404, "not_found", `no processor route ${subpath}`);
+    if (req.method !== "POST") {
+      throw new HttpError(405, "method_not_allowed", "use POST", undefined, { allow: "POST" });
+    }
+    verifier ??= createVerifier(env);
+    await requireServiceRole(req, verifier);
+    // One processor per isolate: its circuit breakers carry over between invocations.
+    processor ??= createProcessor(env, db(env.SUPABASE_DB_URL), `edge-${crypto.randomUUID().slice(0, 8)}`)
+      .catch((error) => {
+        processor = undefined;
+        throw error;
+      });
+    const summary = await (await processor).drain();
+    Object.assign(logFields, { batches: summary.batches, outcomes: summary.outcomes });
+    return json(summary);
+  },
+});

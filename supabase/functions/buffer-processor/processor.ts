@@ -1,0 +1,259 @@
+// Drains due conversation buffers: claim a batch, ask the agent, write the reply under the batch's
+// idempotency key, send it, record the outcome, complete. Every step that could duplicate a reply is
+// decided in SQL (fences, idempotency keys), so crashes and concurrent workers cost at most a retry.
+import { errorMessage, log } from "../_shared/log.ts";
+import { type BreakerState, resilient } from "../_shared/resilience.ts";
+import { type Agent, agentRetryable, createAgent } from "./agent.ts";
+import type { ProcessorEnv } from "./config.ts";
+import { createGraphClient, graphBreaks, type GraphClient, graphRetryable } from "./graph.ts";
+import {
+  type AgentContext,
+  type Claim,
+  createStore,
+  type Reply,
+  type SendPayload,
+  StaleFenceError,
+  type Store,
+} from "./store.ts";
+import type { Sql } from "../_shared/db.ts";
+
+export type BatchOutcome =
+  | "replied" // the agent's reply was sent
+  | "fallback" // the agent failed; the fallback reply was sent
+  | "silent" // the agent chose not to answer
+  | "already_replied" // a previous claim had sent (or tried) the reply: completed without a second send
+  | "unknown" // the send may or may not have happened: recorded as unknown, never resent
+  | "retry" // failed; the buffer backs off and will be claimed again
+  | "dead_letter" // failed for the last time (or permanently): the batch is in wa.dead_letters
+  | "stale" // another worker owns the batch now
+  | "empty";
+
+export interface DrainSummary {
+  worker: string;
+  batches: number;
+  outcomes: Partial<Record<BatchOutcome, number>>;
+  duration_ms: number;
+}
+
+export interface DrainOptions {
+  budgetMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface Processor {
+  drain(options?: DrainOptions): Promise<DrainSummary>;
+  processBatch(claim: Claim): Promise<BatchOutcome>;
+  breakers(): Record<string, BreakerState>;
+}
+
+interface Dependencies {
+  env: ProcessorEnv;
+  store: Store;
+  agent: Agent;
+  graph: GraphClient;
+  workerId: string;
+  breakers: () => Record<string, BreakerState>;
+}
+
+/** The Graph API request for a text reply: to the phone when known (with +), else to the BSUID. */
+function textPayload(context: AgentContext, text: string): SendPayload {
+  const recipient = context.contact.wa_id !== undefined
+    ? { to: `+${context.contact.wa_id}` }
+    : { recipient: context.contact.user_id };
+  return {
+    messaging_product: "whatsapp",
+    recipient_type: "individual",
+    ...recipient,
+    type: "text",
+    text: { preview_url: false, body: text },
+  };
+}
+
+function processorFrom(deps: Dependencies): Processor {
+  const { env, store, agent, graph, workerId } = deps;
+  const fallbackText = env.AGENT_FALLBACK_REPLY === "off" ? null : env.AGENT_FALLBACK_REPLY;
+
+  /** The agent's answer, or the fallback reply when the agent fails (timeout, open breaker, errors). */
+  async function ask(context: AgentContext): Promise<{ text: string | null; fallback: boolean }> {
+    try {
+      return { ...(await agent(context)), fallback: false };
+    } catch (error) {
+      if (fallbackText === null) throw error;
+      log("warn", {
+        fn: "buffer-processor",
+        job: "agent",
+        worker: workerId,
+        error: errorMessage(error),
+        fallback: true,
+      });
+      return { text: fallbackText, fallback: true };
+    }
+  }
+
+  /** Sends a reply written for this batch (or finishes one a previous claim started) and settles the batch. */
+  async function deliver(
+    claim: Claim,
+    context: AgentContext,
+    reply: Reply,
+    ours: boolean,
+    success: BatchOutcome,
+  ) {
+    if (reply.status === "pending" && !ours) {
+      // Written by a claim that died or lost its lease mid-send: it may have gone out. Never resend blindly.
+      await store.recordSend(reply.message_id, "unknown", undefined, {
+        error: "sender lost before recording",
+      });
+      await store.complete(claim.fence, reply.up_to_seq);
+      return "unknown";
+    }
+    if (reply.status !== "pending" && reply.status !== "failed") {
+      await store.complete(claim.fence, reply.up_to_seq);
+      return "already_replied";
+    }
+    if (reply.status === "failed") await store.recordSend(reply.message_id, "pending");
+    const result = await graph.send(context.conversation.phone_number_id, reply.body);
+    switch (result.kind) {
+      case "sent":
+        await store.recordSend(reply.message_id, "sent", result.wamid);
+        await store.complete(claim.fence, reply.up_to_seq);
+        return success;
+      case "unknown":
+        await store.recordSend(reply.message_id, "unknown", undefined, { error: result.error });
+        await store.complete(claim.fence, reply.up_to_seq);
+        return "unknown";
+      case "failed":
+        await store.recordSend(reply.message_id, "failed", undefined, result.error);
+        return await store.fail(claim.fence, `graph: ${result.error.message}`, {
+          retryAfterMs: result.retryAfterMs,
+          permanent: !result.retryable,
+        });
+    }
+  }
+
+  async function handle(claim: Claim): Promise<BatchOutcome> {
+    if (claim.message_count === 0 || claim.up_to_seq === null) {
+      await store.complete(claim.fence, "0");
+      return "empty";
+    }
+    const context = await store.context(claim.fence);
+    if (context === null) return "stale";
+    if (context.existing_reply !== null) {
+      return await deliver(claim, context, context.existing_reply, false, "already_replied");
+    }
+    const answer = await ask(context);
+    if (answer.text === null) {
+      await store.complete(claim.fence, claim.up_to_seq);
+      return "silent";
+    }
+    const reply = await store.beginReply(claim.fence, claim.up_to_seq, textPayload(context, answer.text));
+    return await deliver(claim, context, reply, reply.created, answer.fallback ? "fallback" : "replied");
+  }
+
+  async function processBatch(claim: Claim): Promise<BatchOutcome> {
+    const started = performance.now();
+    let outcome: BatchOutcome;
+    let failure: unknown;
+    try {
+      outcome = await handle(claim);
+    } catch (error) {
+      failure = error;
+      outcome = "stale";
+      if (!(error instanceof StaleFenceError)) {
+        try {
+          outcome = await store.fail(claim.fence, errorMessage(error));
+        } catch (failError) {
+          if (!(failError instanceof StaleFenceError)) throw failError;
+        }
+      }
+    }
+    log(outcome === "retry" || outcome === "dead_letter" ? "warn" : "info", {
+      fn: "buffer-processor",
+      job: "batch",
+      worker: workerId,
+      conversation_id: claim.conversation_id,
+      fence: claim.fence,
+      messages: claim.message_count,
+      attempt: claim.attempts,
+      outcome,
+      duration_ms: Math.round(performance.now() - started),
+      ...(failure === undefined ? {} : { error: errorMessage(failure) }),
+    });
+    return outcome;
+  }
+
+  async function drain(options: DrainOptions = {}): Promise<DrainSummary> {
+    const started = performance.now();
+    const budget = options.budgetMs ?? env.PROCESSOR_TIME_BUDGET_MS;
+    // Stop claiming once a batch could no longer finish inside the budget (agent, then a send and a retry).
+    const reserve = env.AGENT_TIMEOUT_MS + 2 * env.GRAPH_TIMEOUT_MS;
+    const outcomes: Partial<Record<BatchOutcome, number>> = {};
+    let batches = 0;
+    const lane = async () => {
+      while (!options.signal?.aborted && performance.now() - started + reserve < budget) {
+        const [claim] = await store.claim(workerId, 1);
+        if (claim === undefined) return;
+        const outcome = await processBatch(claim);
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        batches++;
+      }
+    };
+    await Promise.all(Array.from({ length: env.PROCESSOR_CONCURRENCY }, lane));
+    return { worker: workerId, batches, outcomes, duration_ms: Math.round(performance.now() - started) };
+  }
+
+  return { drain, processBatch, breakers: deps.breakers };
+}
+
+/**
+ * A processor on `sql`, with its agent and Graph API breakers restored from the database and saved back on
+ * every state change (settled: a failed save is logged, never fails a batch).
+ */
+export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: string): Promise<Processor> {
+  const store = createStore(sql, {
+    leaseSeconds: env.BUFFER_LEASE_SECONDS,
+    maxAttempts: env.BUFFER_MAX_ATTEMPTS,
+    history: env.AGENT_HISTORY_MESSAGES,
+  });
+  const saved = await store.loadBreakers();
+  const persist = (name: string) => (state: BreakerState, snapshot: unknown) => {
+    store.saveBreaker(name, state, snapshot).catch((error) =>
+      log("warn", {
+        fn: "buffer-processor",
+        job: "breaker",
+        breaker: name,
+        state,
+        error: errorMessage(error),
+      })
+    );
+  };
+  const agentPolicy = resilient({
+    timeoutMs: env.AGENT_TIMEOUT_MS,
+    maxAttempts: 2,
+    baseDelayMs: 500,
+    retryable: agentRetryable,
+    breaks: () => true,
+    breakerThreshold: env.BREAKER_THRESHOLD,
+    halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+    initialState: saved.get("agent"),
+    onBreakerChange: persist("agent"),
+  });
+  const graphPolicy = resilient({
+    timeoutMs: env.GRAPH_TIMEOUT_MS,
+    maxAttempts: 3,
+    baseDelayMs: 500,
+    retryable: graphRetryable(5_000),
+    breaks: graphBreaks,
+    breakerThreshold: env.BREAKER_THRESHOLD,
+    halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+    initialState: saved.get("graph"),
+    onBreakerChange: persist("graph"),
+  });
+  return processorFrom({
+    env,
+    store,
+    agent: createAgent(env, agentPolicy),
+    graph: createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
+    workerId,
+    breakers: () => ({ agent: agentPolicy.breakerState(), graph: graphPolicy.breakerState() }),
+  });
+}

@@ -1,0 +1,139 @@
+// The processor's database calls: thin wrappers over the SQL functions of the buffer-processor migration,
+// which own every decision about claiming, fencing and idempotency.
+import postgres from "postgres";
+import type { Sql } from "../_shared/db.ts";
+
+/** A claimed batch. Fences and sequence numbers are bigints, kept as strings. */
+export interface Claim {
+  conversation_id: string;
+  fence: string;
+  first_seq: string | null;
+  up_to_seq: string | null;
+  message_count: number;
+  attempts: number;
+}
+
+/** The Graph API request body of a reply, stored on the outbound row before it is sent. */
+export type SendPayload = Record<string, unknown> & { type: string };
+
+export interface Reply {
+  message_id: string;
+  status: string;
+  body: SendPayload;
+  up_to_seq: string;
+}
+
+export interface BatchMessage {
+  id: string;
+  wamid: string;
+  type: string;
+  text?: string;
+  sent_at: string;
+  context_wamid?: string;
+  media?: { id?: string; mime_type?: string; caption?: string; filename?: string };
+}
+
+/** What wa.agent_context returns for a claimed batch. */
+export interface AgentContext {
+  reply_key: string;
+  conversation: { id: string; phone_number_id: string; display_phone_number: string | null };
+  contact: { id: string; wa_id?: string; user_id?: string; name?: string };
+  batch: { fence: number; first_seq: number; up_to_seq: number; messages: BatchMessage[] };
+  history: { direction: "inbound" | "outbound"; type: string; text: string | null; sent_at: string }[];
+  existing_reply: Reply | null;
+}
+
+/** The claim behind a fence was lost: the lease expired and another worker took the batch. */
+export class StaleFenceError extends Error {
+  constructor(fence: string) {
+    super(`stale fence ${fence}: the batch belongs to another claim now`);
+    this.name = "StaleFenceError";
+  }
+}
+
+async function fenced<T>(fence: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof postgres.PostgresError && error.code === "P0410") throw new StaleFenceError(fence);
+    throw error;
+  }
+}
+
+export interface FailOptions {
+  retryAfterMs?: number;
+  permanent?: boolean;
+}
+
+export type Store = ReturnType<typeof createStore>;
+
+// JSON goes over the wire as text and is cast in SQL, so the driver never double-encodes it.
+export function createStore(
+  sql: Sql,
+  settings: { leaseSeconds: number; maxAttempts: number; history: number },
+) {
+  const lease = `${settings.leaseSeconds} seconds`;
+  return {
+    async claim(worker: string, limit: number): Promise<Claim[]> {
+      return await sql<Claim[]>`
+        select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts
+        from wa.claim_buffers(${worker}, ${limit}, ${lease}::interval, ${settings.maxAttempts})`;
+    },
+    async context(fence: string): Promise<AgentContext | null> {
+      const [row] = await sql<{ context: AgentContext | null }[]>`
+        select wa.agent_context(${fence}, ${settings.history}) as context`;
+      return row?.context ?? null;
+    },
+    beginReply(fence: string, upToSeq: string, payload: SendPayload): Promise<Reply & { created: boolean }> {
+      return fenced(fence, async () => {
+        const [row] = await sql<(Reply & { created: boolean })[]>`
+          select message_id, status, body, up_to_seq::text, created
+          from wa.begin_agent_reply(${fence}, ${upToSeq}, ${payload.type}, ${
+          JSON.stringify(payload)
+        }::text::jsonb, ${lease}::interval)`;
+        if (row === undefined) throw new Error("wa.begin_agent_reply returned no row");
+        return row;
+      });
+    },
+    async recordSend(
+      messageId: string,
+      outcome: "pending" | "sent" | "failed" | "unknown",
+      wamid?: string,
+      error?: unknown,
+    ): Promise<string> {
+      const [row] = await sql<{ status: string }[]>`
+        select wa.record_send_result(${messageId}, ${outcome}, ${wamid ?? null},
+                                     ${
+        error === undefined ? null : JSON.stringify(error)
+      }::text::jsonb) as status`;
+      return row?.status ?? outcome;
+    },
+    complete(fence: string, upToSeq: string): Promise<number> {
+      return fenced(fence, async () => {
+        const [row] = await sql<{ left: number }[]>`select wa.complete_buffer(${fence}, ${upToSeq}) as left`;
+        return row?.left ?? 0;
+      });
+    },
+    fail(fence: string, error: string, options: FailOptions = {}): Promise<"retry" | "dead_letter"> {
+      const retryAfter = options.retryAfterMs === undefined
+        ? null
+        : `${Math.ceil(options.retryAfterMs)} milliseconds`;
+      return fenced(fence, async () => {
+        const [row] = await sql<{ outcome: "retry" | "dead_letter" }[]>`
+          select wa.fail_buffer(${fence}, ${error}, ${settings.maxAttempts},
+                                p_retry_after => ${retryAfter}::interval,
+                                p_permanent => ${options.permanent ?? false}) as outcome`;
+        return row?.outcome ?? "retry";
+      });
+    },
+    async loadBreakers(): Promise<Map<string, unknown>> {
+      const rows = await sql<
+        { name: string; snapshot: unknown }[]
+      >`select name, snapshot from wa.circuit_breakers`;
+      return new Map(rows.map((row) => [row.name, row.snapshot]));
+    },
+    async saveBreaker(name: string, state: string, snapshot: unknown): Promise<void> {
+      await sql`select wa.save_circuit_breaker(${name}, ${state}, ${JSON.stringify(snapshot)}::text::jsonb)`;
+    },
+  };
+}
