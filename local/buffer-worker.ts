@@ -4,11 +4,13 @@
 // function instead, and its transaction pooler would not keep a LISTEN.)
 import postgres from "postgres";
 import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
-import { processorEnv } from "../supabase/functions/buffer-processor/config.ts";
+import { type ProcessorEnv, processorEnv } from "../supabase/functions/buffer-processor/config.ts";
 import { parseEnv } from "../supabase/functions/_shared/env.ts";
 import { errorMessage, log } from "../supabase/functions/_shared/log.ts";
 
 export interface WorkerOptions {
+  /** The processor's settings; read from the environment by default. */
+  env?: ProcessorEnv;
   workerId?: string;
   signal: AbortSignal;
   /** Called after every drain that processed something (tests and the demo await these). */
@@ -17,7 +19,7 @@ export interface WorkerOptions {
 
 /** Runs until `signal` aborts. */
 export async function runWorker(options: WorkerOptions): Promise<void> {
-  const env = parseEnv(processorEnv);
+  const env = options.env ?? parseEnv(processorEnv);
   const workerId = options.workerId ?? `local-${Deno.pid}`;
   const sql = postgres(env.SUPABASE_DB_URL, { max: env.PROCESSOR_CONCURRENCY + 1, onnotice: () => {} });
   let wake: () => void = () => {};

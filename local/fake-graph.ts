@@ -417,6 +417,8 @@ export interface FakeGraphOptions {
    * instead of failing; see Http1Options.keepAlive.
    */
   keepAlive?: boolean;
+  /** Called for every message the fake accepts (the local stack logs them, so the demo is visible). */
+  onSent?: (message: SentMessage) => void;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -712,7 +714,9 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
         return Response.json({ success: true });
       }
       const wamid = newWamid();
-      sent.push({ wamid, phoneNumberId, body: body as Record<string, unknown>, at: new Date() });
+      const message = { wamid, phoneNumberId, body: body as Record<string, unknown>, at: new Date() };
+      sent.push(message);
+      options.onSent?.(message);
       return Response.json({
         messaging_product: "whatsapp",
         contacts: [valid.contact],

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { createRouter } from "./functions-server.ts";
 import { createVerifier } from "../supabase/functions/_shared/auth.ts";
 import { localEnvDefaults } from "./env.ts";
-import { testDbUrl } from "./testing/db.ts";
+import { testDbUrl, testSql } from "./testing/db.ts";
+import { clearBuffers, seedDueBuffers } from "./testing/processor.ts";
 import { runServerToExit, spawnServer } from "./testing/server.ts";
 
 async function latestMigration(): Promise<string> {
@@ -14,6 +15,9 @@ async function latestMigration(): Promise<string> {
 }
 
 Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the applied migration", async () => {
+  const sql = testSql();
+  await clearBuffers(sql);
+  await sql.end();
   const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl() });
   try {
     const res = await fetch(`${server.url}health`);
@@ -23,6 +27,8 @@ Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the appli
     assert.equal(body.checks.database.ok, true);
     assert.equal(body.checks.pg_cron.ok, true);
     assert.equal(body.checks.migrations.version, await latestMigration());
+    assert.deepEqual(body.checks.cron_jobs.jobs, ["wabase-orphan-sweep", "wabase-retention"]);
+    assert.equal(body.checks.buffers.ok, true);
 
     const unknownRoute = await fetch(`${server.url}health/nope`);
     assert.equal(unknownRoute.status, 404);
@@ -89,4 +95,29 @@ Deno.test("like the gateway, verify_jwt functions need a valid JWT of any role; 
   assert.equal((await call("guarded", { method: "OPTIONS" })).status, 200);
   assert.equal((await call("open")).status, 200);
   assert.deepEqual(seen, ["/guarded/sub/path", "/guarded", "/open"]);
+});
+
+Deno.test("health answers 503 when buffers are overdue or a circuit breaker is open", async () => {
+  const sql = testSql();
+  await clearBuffers(sql);
+  const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl(), HEALTH_MAX_OVERDUE_SECONDS: "60" });
+  try {
+    await seedDueBuffers(sql, 1);
+    await sql`update wa.buffers set due_at = now() - interval '5 minutes'`;
+    const overdue = await (await fetch(`${server.url}health`)).json();
+    assert.equal(overdue.status, "degraded");
+    assert.equal(overdue.checks.buffers.ok, false);
+    assert.ok(overdue.checks.buffers.oldest_overdue_seconds >= 300);
+    await clearBuffers(sql);
+    await sql`select wa.save_circuit_breaker('graph', 'open', null)`;
+    const res = await fetch(`${server.url}health`);
+    const open = await res.json();
+    assert.equal(res.status, 503);
+    assert.equal(open.checks.circuit_breakers.ok, false);
+    assert.equal(open.checks.buffers.ok, true);
+  } finally {
+    await clearBuffers(sql);
+    await sql.end();
+    await server.stop();
+  }
 });

@@ -14,6 +14,15 @@ await loadLocalEnv();
 const graph = await startFakeGraph({
   port: port("FAKE_GRAPH_PORT", 54331),
   accessToken: Deno.env.get("WHATSAPP_ACCESS_TOKEN"),
+  onSent: (message) =>
+    log("info", {
+      fn: "fake-graph-api",
+      msg: "message sent to WhatsApp (fake)",
+      wamid: message.wamid,
+      to: message.body.to ?? message.body.recipient,
+      type: message.body.type,
+      text: (message.body.text as { body?: string } | undefined)?.body,
+    }),
 });
 const agent = await startDemoAgent({ port: port("DEMO_AGENT_PORT", 54332) });
 let server: Deno.HttpServer<Deno.NetAddr>;

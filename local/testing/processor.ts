@@ -16,8 +16,9 @@ export interface Fakes {
   close(): Promise<void>;
 }
 
-export async function startFakes(): Promise<Fakes> {
-  const graph = await startFakeGraph({ accessToken: TEST_ACCESS_TOKEN });
+/** The fakes; `keepAlive` makes the fake Graph API keep connections open like the real one. */
+export async function startFakes(keepAlive = false): Promise<Fakes> {
+  const graph = await startFakeGraph({ accessToken: TEST_ACCESS_TOKEN, keepAlive });
   const agent = await startDemoAgent();
   return { graph, agent, close: async () => void await Promise.all([graph.close(), agent.close()]) };
 }

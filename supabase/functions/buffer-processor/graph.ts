@@ -100,6 +100,13 @@ async function classify(res: Response): Promise<{ wamid: string }> {
   throw new GraphRejectedError(body);
 }
 
+// A connection reused from the pool that the server closes without answering makes the HTTP client send the
+// same request again on a fresh connection, unseen by us: for /messages that is a second message to the
+// customer. Sends therefore never reuse a connection (where the runtime lets us choose).
+const noReuse = typeof Deno.createHttpClient === "function"
+  ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+  : undefined;
+
 export interface GraphClient {
   send(phoneNumberId: string, payload: SendPayload): Promise<SendOutcome>;
 }
@@ -117,6 +124,7 @@ export function createGraphClient(apiBase: string, accessToken: string, policy: 
               headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
               body: JSON.stringify(payload),
               signal,
+              ...(noReuse === undefined ? {} : { client: noReuse }),
             });
           } catch (error) {
             if (signal.aborted) throw error;

@@ -20,9 +20,9 @@ import { createStore, StaleFenceError } from "./store.ts";
 type Sql = ReturnType<typeof testSql>;
 
 /** Runs `fn` with the fakes and a database connection, and an empty set of buffers. */
-function processorTest(name: string, fn: (fakes: Fakes, sql: Sql) => Promise<void>) {
+function processorTest(name: string, fn: (fakes: Fakes, sql: Sql) => Promise<void>, keepAlive = false) {
   Deno.test(name, async () => {
-    const fakes = await startFakes();
+    const fakes = await startFakes(keepAlive);
     const sql = testSql(12);
     try {
       await clearBuffers(sql);
@@ -203,3 +203,15 @@ processorTest("a stale fence cannot complete: the batch belongs to the newer cla
   assert.equal(await store.complete(second.fence, second.up_to_seq!), 0);
   assert.equal(fakes.graph.sent.length, 0);
 });
+
+processorTest(
+  "a connection dropped mid-send is never silently re-sent: the outcome is unknown",
+  async (fakes, sql) => {
+    await seedDueBuffers(sql, 2);
+    fakes.graph.enqueue({ kind: "delay", ms: 0 }, { kind: "drop_connection" });
+    const worker = await processor(fakes, sql);
+    assert.deepEqual((await worker.drain()).outcomes, { replied: 1, unknown: 1 });
+    assert.equal(fakes.graph.received.length, 2, "the dropped request was not repeated behind our back");
+  },
+  true,
+);

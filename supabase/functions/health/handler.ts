@@ -1,5 +1,6 @@
-// Liveness and readiness: is the database reachable, is pg_cron there, which migration is applied.
-// 200 when all hold, 503 otherwise, always with the facts as JSON.
+// Liveness and readiness: the database, pg_cron and wabase's jobs, the applied migration, whether buffers
+// are being drained, and the outbound circuit breakers. 200 when all hold, 503 otherwise, always with the
+// facts as JSON so a dashboard or an on-call person sees what is wrong.
 import { timeout, TimeoutStrategy } from "cockatiel";
 import { z } from "zod";
 import { db } from "../_shared/db.ts";
@@ -7,13 +8,31 @@ import { postgresUrl } from "../_shared/env.ts";
 import { createHandler, HttpError, json } from "../_shared/http.ts";
 import { errorMessage } from "../_shared/log.ts";
 
-export const env = z.object({ SUPABASE_DB_URL: postgresUrl });
+export const env = z.object({
+  SUPABASE_DB_URL: postgresUrl,
+  // A due buffer older than this means no worker (or no pg_cron invocation) is draining buffers.
+  HEALTH_MAX_OVERDUE_SECONDS: z.coerce.number().int().positive().default(120),
+});
 
 interface HealthFacts {
   server_time: string;
   pg_cron: { installed: boolean; version: string } | null;
   migration_version: string | null;
+  cron_jobs: string[];
+  job_runs: Record<string, { ran_at: string; result: unknown }>;
+  buffers: {
+    buffers: number;
+    messages: number;
+    due: number;
+    claimed: number;
+    oldest_overdue_seconds: number;
+  };
+  dead_letters: number;
+  unknown_sends: number;
+  circuit_breakers: Record<string, { state: string; since: string }>;
 }
+
+const REQUIRED_JOBS = ["wabase-orphan-sweep", "wabase-retention"];
 
 // A probe that hangs is as bad as one that fails: answer 503 within this budget.
 const probeTimeout = timeout(3_000, TimeoutStrategy.Aggressive);
@@ -39,10 +58,23 @@ export const handler = createHandler({
         503,
       );
     }
+    const openBreakers = Object.entries(facts.circuit_breakers).filter(([, b]) => b.state === "open");
     const checks = {
       database: { ok: true, server_time: facts.server_time },
       pg_cron: { ok: facts.pg_cron !== null, version: facts.pg_cron?.version ?? null },
       migrations: { ok: facts.migration_version !== null, version: facts.migration_version },
+      cron_jobs: {
+        ok: REQUIRED_JOBS.every((job) => facts.cron_jobs.includes(job)),
+        jobs: facts.cron_jobs,
+        last_runs: facts.job_runs,
+      },
+      buffers: {
+        ok: facts.buffers.oldest_overdue_seconds <= env.HEALTH_MAX_OVERDUE_SECONDS,
+        ...facts.buffers,
+      },
+      circuit_breakers: { ok: openBreakers.length === 0, breakers: facts.circuit_breakers },
+      dead_letters: { ok: true, count: facts.dead_letters },
+      unknown_sends: { ok: true, count: facts.unknown_sends },
     };
     const healthy = Object.values(checks).every((check) => check.ok);
     return json({ status: healthy ? "ok" : "degraded", checks }, healthy ? 200 : 503);

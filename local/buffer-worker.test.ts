@@ -1,0 +1,130 @@
+// The local worker: woken by LISTEN/NOTIFY and its timer, and killed mid-batch as a real process.
+import assert from "node:assert/strict";
+import { createProcessor } from "../supabase/functions/buffer-processor/processor.ts";
+import { runWorker } from "./buffer-worker.ts";
+import { testDbUrl, testSql } from "./testing/db.ts";
+import {
+  clearBuffers,
+  type Fakes,
+  processorTestEnv,
+  seedDueBuffers,
+  startFakes,
+  TEST_ACCESS_TOKEN,
+} from "./testing/processor.ts";
+import { contact, inboundMessage, messagesChange, webhook } from "./testing/whatsapp-fixtures.ts";
+
+type Sql = ReturnType<typeof testSql>;
+
+function workerTest(name: string, fn: (fakes: Fakes, sql: Sql) => Promise<void>) {
+  Deno.test(name, async () => {
+    const fakes = await startFakes();
+    const sql = testSql();
+    try {
+      await clearBuffers(sql);
+      await fn(fakes, sql);
+    } finally {
+      await sql.end();
+      await fakes.close();
+    }
+  });
+}
+
+/** The worker as its own OS process, configured for the fakes, so a test can SIGKILL it mid-batch. */
+function spawnWorker(fakes: Fakes): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./buffer-worker.ts", import.meta.url).pathname],
+    env: {
+      SUPABASE_DB_URL: testDbUrl(),
+      WHATSAPP_API_BASE: `${fakes.graph.url}/v25.0`,
+      WHATSAPP_ACCESS_TOKEN: TEST_ACCESS_TOKEN,
+      AGENT_URL: fakes.agent.url,
+      AGENT_TIMEOUT_MS: "30000",
+      GRAPH_TIMEOUT_MS: "30000",
+    },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/** SIGKILLs the worker (no cleanup runs), then moves its lease past expiry rather than waiting for it. */
+async function kill(worker: Deno.ChildProcess, sql: Sql) {
+  worker.kill("SIGKILL");
+  await worker.status;
+  await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
+}
+
+workerTest(
+  "3 messages within 1 s of each other: one agent call, one reply, after the quiet period",
+  async (fakes, sql) => {
+    const phoneNumberId = `77${Date.now()}`;
+    await sql`insert into wa.phone_numbers (phone_number_id, buffer_quiet_period, buffer_max_wait)
+            values (${phoneNumberId}, interval '1 second', interval '10 seconds')`;
+    const controller = new AbortController();
+    const worker = runWorker({
+      env: processorTestEnv(fakes),
+      signal: controller.signal,
+      workerId: "debounce",
+    });
+    try {
+      let lastAt = 0;
+      for (const body of ["hola", "quiero una cotización", "para mañana"]) {
+        const message = inboundMessage("text", { from: "5215550001111", content: { body } });
+        const payload = webhook(
+          messagesChange({ phoneNumberId, contacts: [contact("5215550001111")], messages: [message] }),
+        );
+        await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb)`;
+        lastAt = Date.now();
+        // The scenario itself: a customer typing three messages 300 ms apart.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      await fakes.graph.waitFor(() => fakes.graph.sent.length === 1, 10_000);
+      const delay = fakes.graph.sent[0]!.at.getTime() - lastAt;
+      assert.ok(delay >= 900, `replied ${delay} ms after the last message, before the 1 s quiet period`);
+      assert.ok(delay < 3000, `replied ${delay} ms after the last message: the worker was not woken on time`);
+      assert.equal(fakes.agent.requests.length, 1);
+      const batch = (fakes.agent.requests[0]!.body as { batch: { messages: { text: string }[] } }).batch;
+      assert.deepEqual(batch.messages.map((m) => m.text), ["hola", "quiero una cotización", "para mañana"]);
+    } finally {
+      controller.abort();
+      await worker;
+    }
+  },
+);
+
+workerTest(
+  "a worker killed after its claim: another finishes the batch with exactly one reply",
+  async (fakes, sql) => {
+    const { phoneNumberId } = await seedDueBuffers(sql, 1);
+    fakes.agent.enqueue({ kind: "hang" });
+    const doomed = spawnWorker(fakes);
+    await fakes.agent.waitFor(() => fakes.agent.requests.length === 1, 15_000);
+    await kill(doomed, sql);
+    const survivor = await createProcessor(processorTestEnv(fakes), sql, "survivor");
+    assert.deepEqual((await survivor.drain()).outcomes, { replied: 1 });
+    assert.equal(fakes.agent.requests.length, 2);
+    assert.equal(fakes.graph.sent.length, 1);
+    const [row] = await sql`select m.status from public.messages m join public.conversations c
+                          on c.id = m.conversation_id where c.phone_number_id = ${phoneNumberId}
+                          and m.direction = 'outbound'`;
+    assert.equal(row?.status, "sent");
+  },
+);
+
+workerTest(
+  "a worker killed after its send: the batch is finished without a second send",
+  async (fakes, sql) => {
+    const { phoneNumberId } = await seedDueBuffers(sql, 1);
+    fakes.graph.enqueue({ kind: "accept_then_delay", ms: 60_000 });
+    const doomed = spawnWorker(fakes);
+    await fakes.graph.waitFor(() => fakes.graph.sent.length === 1, 15_000);
+    await kill(doomed, sql);
+    const survivor = await createProcessor(processorTestEnv(fakes), sql, "survivor");
+    assert.deepEqual((await survivor.drain()).outcomes, { unknown: 1 });
+    assert.equal(fakes.graph.sent.length, 1);
+    assert.equal(fakes.graph.received.length, 1);
+    const [row] = await sql`select m.status, (select count(*) from wa.buffers)::int as buffers
+                          from public.messages m join public.conversations c on c.id = m.conversation_id
+                          where c.phone_number_id = ${phoneNumberId} and m.direction = 'outbound'`;
+    assert.deepEqual(row, { status: "unknown", buffers: 0 });
+  },
+);
