@@ -17,8 +17,30 @@ alter table wa.buffers
   -- Claims of the current batch (reset when a batch completes): a batch that keeps crashing or failing is
   -- dead-lettered instead of being retried forever.
   add column attempts integer not null default 0,
-  add column errors jsonb not null default '[]'::jsonb;
+  add column errors jsonb not null default '[]'::jsonb,
+  -- Set by a failure's backoff: new messages may not make the buffer due before this.
+  add column retry_not_before timestamptz;
 create unique index buffers_fence_key on wa.buffers (fence);
+
+create function wa.keep_backoff()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- The ingest re-arms due_at from the quiet-period rules on every new message; during a backoff that would
+  -- retry early (against a Retry-After, or a service that is down).
+  if new.retry_not_before is not null and new.due_at < new.retry_not_before then
+    new.due_at := new.retry_not_before;
+  end if;
+  return new;
+end;
+$$;
+comment on function wa.keep_backoff() is
+  'Trigger on wa.buffers: a buffer backing off after a failure never becomes due before retry_not_before.';
+revoke all on function wa.keep_backoff() from public, anon, authenticated, service_role;
+create trigger buffers_keep_backoff before update of due_at on wa.buffers
+  for each row execute function wa.keep_backoff();
 
 -- The claim that took a message into its batch. Only messages visible at claim time are marked, so one
 -- appended by a transaction still in flight stays unmarked and can never be completed unanswered.
@@ -191,8 +213,10 @@ begin
     delete from wa.buffers where conversation_id = p_conversation_id;
   else
     update wa.buffer_messages set fence = null where conversation_id = p_conversation_id and fence is not null;
+    -- The finished claim's fence is retired: anything still holding it is stale from now on.
     update wa.buffers b
-    set lease_until = null, claimed_by = null, claimed_at = null, attempts = 0, errors = '[]'::jsonb,
+    set fence = null, lease_until = null, claimed_by = null, claimed_at = null, attempts = 0, errors = '[]'::jsonb,
+        retry_not_before = null,
         message_count = v_left, first_message_at = v_first, last_message_at = v_last,
         due_at = wa.buffer_due_at(v_first, v_last, v_left, n.buffer_quiet_period, n.buffer_max_wait,
                                   n.buffer_max_messages)
@@ -274,8 +298,10 @@ begin
   -- Exponential backoff with jitter (0.5x .. 1.5x), never sooner than the remote side asked for.
   v_delay := least(p_backoff_cap, p_backoff_base * power(2, v_buffer.attempts - 1)) * (0.5 + random());
   v_delay := greatest(v_delay, coalesce(p_retry_after, interval '0'));
+  -- The failed claim's fence is retired too: its worker can no longer write a reply or complete.
   update wa.buffers
-  set lease_until = null, claimed_by = null, claimed_at = null, errors = v_errors, due_at = p_now + v_delay
+  set fence = null, lease_until = null, claimed_by = null, claimed_at = null, errors = v_errors,
+      due_at = p_now + v_delay, retry_not_before = p_now + v_delay
   where conversation_id = v_buffer.conversation_id;
   return 'retry';
 end;

@@ -45,7 +45,7 @@ async function outbound(sql: Sql, phoneNumberId: string) {
 }
 
 async function makeDue(sql: Sql) {
-  await sql`update wa.buffers set due_at = now() - interval '1 second' where lease_until is null`;
+  await sql`update wa.buffers set due_at = now() - interval '1 second', retry_not_before = null where lease_until is null`;
 }
 
 processorTest(
