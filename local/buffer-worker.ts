@@ -50,6 +50,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         ? Date.now() + 30_000
         : Math.min(Number(next.next_at) - clockOffset, Date.now() + 30_000);
       plannedAt = nextAt;
+      if (options.signal.aborted) break;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.max(0, nextAt - Date.now()));
         wake = () => {
