@@ -4,30 +4,15 @@ import { createProcessor } from "../supabase/functions/buffer-processor/processo
 import { runWorker } from "./buffer-worker.ts";
 import { testDbUrl, testSql } from "./testing/db.ts";
 import {
-  clearBuffers,
   type Fakes,
+  processorTest,
   processorTestEnv,
   seedDueBuffers,
-  startFakes,
   TEST_ACCESS_TOKEN,
 } from "./testing/processor.ts";
 import { contact, inboundMessage, messagesChange, webhook } from "./testing/whatsapp-fixtures.ts";
 
 type Sql = ReturnType<typeof testSql>;
-
-function workerTest(name: string, fn: (fakes: Fakes, sql: Sql) => Promise<void>) {
-  Deno.test(name, async () => {
-    const fakes = await startFakes();
-    const sql = testSql();
-    try {
-      await clearBuffers(sql);
-      await fn(fakes, sql);
-    } finally {
-      await sql.end();
-      await fakes.close();
-    }
-  });
-}
 
 /** The worker as its own OS process, configured for the fakes, so a test can SIGKILL it mid-batch. */
 function spawnWorker(fakes: Fakes): Deno.ChildProcess {
@@ -53,7 +38,7 @@ async function kill(worker: Deno.ChildProcess, sql: Sql) {
   await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
 }
 
-workerTest(
+processorTest(
   "3 messages within 1 s of each other: one agent call, one reply, after the quiet period",
   async (fakes, sql) => {
     const phoneNumberId = `77${Date.now()}`;
@@ -91,7 +76,7 @@ workerTest(
   },
 );
 
-workerTest(
+processorTest(
   "a worker killed after its claim: another finishes the batch with exactly one reply",
   async (fakes, sql) => {
     const { phoneNumberId } = await seedDueBuffers(sql, 1);
@@ -110,7 +95,7 @@ workerTest(
   },
 );
 
-workerTest(
+processorTest(
   "a worker killed after its send: the batch is finished without a second send",
   async (fakes, sql) => {
     const { phoneNumberId } = await seedDueBuffers(sql, 1);

@@ -5,7 +5,7 @@ import { parseEnv } from "../../supabase/functions/_shared/env.ts";
 import { type ProcessorEnv, processorEnv } from "../../supabase/functions/buffer-processor/config.ts";
 import { type DemoAgent, startDemoAgent } from "../demo-agent.ts";
 import { type FakeGraph, startFakeGraph } from "../fake-graph.ts";
-import { testDbUrl } from "./db.ts";
+import { testDbUrl, testSql } from "./db.ts";
 import { contact, inboundMessage, messagesChange, webhook } from "./whatsapp-fixtures.ts";
 
 export const TEST_ACCESS_TOKEN = "test-whatsapp-access-token";
@@ -66,4 +66,23 @@ export async function seedDueBuffers(sql: postgres.Sql, count: number, perContac
   );
   await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb, now() - interval '1 minute')`;
   return { phoneNumberId, waIds };
+}
+
+/** A test with the fakes, a database connection and no buffers left by earlier tests; all closed after. */
+export function processorTest(
+  name: string,
+  fn: (fakes: Fakes, sql: postgres.Sql) => Promise<void>,
+  keepAlive = false,
+): void {
+  Deno.test(name, async () => {
+    const fakes = await startFakes(keepAlive);
+    const sql = testSql(12);
+    try {
+      await clearBuffers(sql);
+      await fn(fakes, sql);
+    } finally {
+      await sql.end();
+      await fakes.close();
+    }
+  });
 }

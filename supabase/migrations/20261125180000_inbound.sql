@@ -253,6 +253,21 @@ comment on function wa.buffer_due_at(timestamptz, timestamptz, integer, interval
   'When a buffer is due: quiet for the quiet period, or its first message waited max_wait, or it holds '
   'max_messages, whichever comes first.';
 
+create function wa.messages_changes(p_payload jsonb)
+returns table (waba_id text, value jsonb)
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select e.value ->> 'id', c.value -> 'value'
+  from jsonb_array_elements(p_payload -> 'entry') e
+  cross join lateral jsonb_array_elements(e.value -> 'changes') c
+  where c.value ->> 'field' = 'messages'
+$$;
+comment on function wa.messages_changes(jsonb) is
+  'The values of a webhook payload''s `messages` changes (inbound messages, statuses, errors), with their WABA id.';
+
 -- ============================================================================================
 -- Contacts
 -- ============================================================================================
@@ -375,10 +390,9 @@ begin
   values (p_now, p_payload, true)
   returning id into v_event_id;
 
-  select count(*) filter (where c.value ->> 'field' is distinct from 'messages'),
-         count(*) filter (where c.value ->> 'field' = 'messages'
-                            and c.value -> 'value' -> 'messages' is null
-                            and c.value -> 'value' -> 'statuses' is null)
+  select count(*) - (select count(*) from wa.messages_changes(p_payload)),
+         (select count(*) from wa.messages_changes(p_payload) v
+          where v.value -> 'messages' is null and v.value -> 'statuses' is null)
   into v_ignored_changes, v_error_changes
   from jsonb_array_elements(p_payload -> 'entry') e
   cross join lateral jsonb_array_elements(e.value -> 'changes') c;
@@ -388,17 +402,14 @@ begin
   -- rows of one table in a global key order, so concurrent overlapping deliveries cannot deadlock.
   with raw as (
     select m.value as msg,
-           v.value -> 'value' -> 'metadata' as metadata,
-           e.value ->> 'id' as waba_id,
-           (select ct from jsonb_array_elements(coalesce(v.value -> 'value' -> 'contacts', '[]')) ct
+           v.value -> 'metadata' as metadata,
+           v.waba_id,
+           (select ct from jsonb_array_elements(coalesce(v.value -> 'contacts', '[]')) ct
             where (ct ->> 'wa_id' is not null and ct ->> 'wa_id' = m.value ->> 'from')
                or (ct ->> 'user_id' is not null and ct ->> 'user_id' = m.value ->> 'from_user_id')
             limit 1) as sender
-    from jsonb_array_elements(p_payload -> 'entry') e
-    cross join lateral jsonb_array_elements(e.value -> 'changes') v
-    cross join lateral jsonb_array_elements(
-      case when v.value ->> 'field' = 'messages' then coalesce(v.value -> 'value' -> 'messages', '[]') else '[]' end
-    ) m
+    from wa.messages_changes(p_payload) v
+    cross join lateral jsonb_array_elements(coalesce(v.value -> 'messages', '[]')) m
   ),
   attributed as (
     select r.*,
@@ -564,11 +575,8 @@ begin
   -- messages' statuses are derived from all their recorded events.
   with events as (
     select s.value as st
-    from jsonb_array_elements(p_payload -> 'entry') e
-    cross join lateral jsonb_array_elements(e.value -> 'changes') v
-    cross join lateral jsonb_array_elements(
-      case when v.value ->> 'field' = 'messages' then coalesce(v.value -> 'value' -> 'statuses', '[]') else '[]' end
-    ) s
+    from wa.messages_changes(p_payload) v
+    cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
   ),
   distinct_events as (
     select st ->> 'id' as wamid, st ->> 'status' as status, count(*)::integer as deliveries,
@@ -638,6 +646,7 @@ comment on function wa.record_rejected_webhook(text, jsonb, text, timestamptz) i
   'raw and with the reason, so nothing signed is ever dropped. Returns the event id. Caller: whatsapp-webhook.';
 
 revoke all on function wa.status_rank(text), wa.is_bot_readable(text), wa.message_text(jsonb),
+  wa.messages_changes(jsonb),
   wa.unix_time(text), wa.buffer_due_at(timestamptz, timestamptz, integer, interval, interval, integer),
   wa.upsert_contact(text, text, text, text), wa.apply_message_statuses(text[]),
   wa.ingest_webhook(jsonb, timestamptz), wa.record_rejected_webhook(text, jsonb, text, timestamptz)

@@ -2,11 +2,10 @@
 import assert from "node:assert/strict";
 import { testSql } from "../../../local/testing/db.ts";
 import {
-  clearBuffers,
   type Fakes,
+  processorTest,
   processorTestEnv,
   seedDueBuffers,
-  startFakes,
 } from "../../../local/testing/processor.ts";
 import {
   contact,
@@ -20,19 +19,6 @@ import { createStore, StaleFenceError } from "./store.ts";
 type Sql = ReturnType<typeof testSql>;
 
 /** Runs `fn` with the fakes and a database connection, and an empty set of buffers. */
-function processorTest(name: string, fn: (fakes: Fakes, sql: Sql) => Promise<void>, keepAlive = false) {
-  Deno.test(name, async () => {
-    const fakes = await startFakes(keepAlive);
-    const sql = testSql(12);
-    try {
-      await clearBuffers(sql);
-      await fn(fakes, sql);
-    } finally {
-      await sql.end();
-      await fakes.close();
-    }
-  });
-}
 
 async function processor(fakes: Fakes, sql: Sql, overrides: Record<string, string> = {}, id = "test-worker") {
   return await createProcessor(processorTestEnv(fakes, overrides), sql, id);
