@@ -6,33 +6,14 @@ select plan(48);
 -- ---------------------------------------------------------------------------------------------
 -- Payload builders (test-only, in pg_temp)
 -- ---------------------------------------------------------------------------------------------
-create function pg_temp.webhook(p_changes jsonb) returns jsonb language sql as $$
-  select jsonb_build_object('object', 'whatsapp_business_account',
-                            'entry', jsonb_build_array(jsonb_build_object('id', 'WABA1', 'changes', p_changes)))
-$$;
-create function pg_temp.change(p_value jsonb, p_phone text default 'PN1') returns jsonb language sql as $$
-  select jsonb_build_array(jsonb_build_object('field', 'messages', 'value',
-    jsonb_build_object('messaging_product', 'whatsapp',
-                       'metadata', jsonb_build_object('display_phone_number', '15550001', 'phone_number_id', p_phone))
-    || p_value))
-$$;
-create function pg_temp.msg(p_wamid text, p_type text, p_object jsonb, p_from text default '5215500000001',
-                            p_ts bigint default 1767225600) returns jsonb language sql as $$
-  select jsonb_strip_nulls(jsonb_build_object('from', p_from, 'id', p_wamid, 'timestamp', p_ts::text,
-                                              'type', p_type, p_type, p_object))
-$$;
-create function pg_temp.contact(p_wa_id text, p_name text, p_user_id text default null) returns jsonb language sql as $$
-  select jsonb_strip_nulls(jsonb_build_object('wa_id', p_wa_id, 'user_id', p_user_id,
-                                              'profile', jsonb_build_object('name', p_name)))
-$$;
 create function pg_temp.text_webhook(p_wamid text, p_body text, p_from text default '5215500000001')
 returns jsonb language sql as $$
-  select pg_temp.webhook(pg_temp.change(jsonb_build_object(
-    'contacts', jsonb_build_array(pg_temp.contact(p_from, 'Ana')),
-    'messages', jsonb_build_array(pg_temp.msg(p_wamid, 'text', jsonb_build_object('body', p_body), p_from)))))
+  select tests.webhook(tests.change(jsonb_build_object(
+    'contacts', jsonb_build_array(tests.contact(p_from, 'Ana')),
+    'messages', jsonb_build_array(tests.msg(p_wamid, 'text', jsonb_build_object('body', p_body), p_from)))))
 $$;
 create function pg_temp.status_webhook(variadic p_statuses jsonb[]) returns jsonb language sql as $$
-  select pg_temp.webhook(pg_temp.change(jsonb_build_object('statuses', to_jsonb(p_statuses))))
+  select tests.webhook(tests.change(jsonb_build_object('statuses', to_jsonb(p_statuses))))
 $$;
 create function pg_temp.status(p_wamid text, p_status text, p_ts bigint default 1767225600) returns jsonb
 language sql as $$
@@ -77,10 +58,10 @@ select is((select count(*)::int from wa.buffer_messages), 1, 'still one buffer e
 select results_eq($$select message_count, due_at from wa.buffers$$,
   $$values (1, '2026-01-01 00:00:10+00'::timestamptz)$$, 'a duplicate neither re-arms nor grows the buffer');
 
-select is((wa.ingest_webhook(pg_temp.webhook(pg_temp.change(jsonb_build_object(
-    'contacts', jsonb_build_array(pg_temp.contact('5215500000001', 'Ana')),
-    'messages', jsonb_build_array(pg_temp.msg('wamid.T2', 'text', '{"body":"x"}'),
-                                  pg_temp.msg('wamid.T2', 'text', '{"body":"x"}'))))),
+select is((wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
+    'contacts', jsonb_build_array(tests.contact('5215500000001', 'Ana')),
+    'messages', jsonb_build_array(tests.msg('wamid.T2', 'text', '{"body":"x"}'),
+                                  tests.msg('wamid.T2', 'text', '{"body":"x"}'))))),
     '2026-01-01 00:00:05+00') - 'event_id') -> 'new', '1', 'the same wamid twice inside one POST is one new message');
 select is((select delivery_count from wa.inbound_receipts where wamid = 'wamid.T2'), 2, 'delivered twice');
 select results_eq($$select message_count, due_at from wa.buffers$$,
@@ -89,23 +70,23 @@ select results_eq($$select message_count, due_at from wa.buffers$$,
 -- ---------------------------------------------------------------------------------------------
 -- A multi-message, multi-type payload
 -- ---------------------------------------------------------------------------------------------
-select is(wa.ingest_webhook(pg_temp.webhook(pg_temp.change(jsonb_build_object(
-  'contacts', jsonb_build_array(pg_temp.contact('5215500000002', 'Beto'), pg_temp.contact(null, 'Caro', 'MX.123456'),
-                                pg_temp.contact('5215500000003', 'Dora')),
+select is(wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
+  'contacts', jsonb_build_array(tests.contact('5215500000002', 'Beto'), tests.contact(null, 'Caro', 'MX.123456'),
+                                tests.contact('5215500000003', 'Dora')),
   'messages', jsonb_build_array(
-    pg_temp.msg('wamid.M1', 'image', '{"id":"media1","mime_type":"image/jpeg","sha256":"x","caption":"my car"}',
+    tests.msg('wamid.M1', 'image', '{"id":"media1","mime_type":"image/jpeg","sha256":"x","caption":"my car"}',
                 '5215500000002'),
-    pg_temp.msg('wamid.M2', 'location', '{"latitude":19.4,"longitude":-99.1,"name":"Office"}', '5215500000002'),
-    pg_temp.msg('wamid.M3', 'interactive', null, '5215500000002'),
-    pg_temp.msg('wamid.M4', 'reaction', '{"message_id":"wamid.OUT0","emoji":"👍"}', '5215500000002'),
-    pg_temp.msg('wamid.M5', 'audio', '{"id":"media2","mime_type":"audio/ogg; codecs=opus","voice":true}', null)
+    tests.msg('wamid.M2', 'location', '{"latitude":19.4,"longitude":-99.1,"name":"Office"}', '5215500000002'),
+    tests.msg('wamid.M3', 'interactive', null, '5215500000002'),
+    tests.msg('wamid.M4', 'reaction', '{"message_id":"wamid.OUT0","emoji":"👍"}', '5215500000002'),
+    tests.msg('wamid.M5', 'audio', '{"id":"media2","mime_type":"audio/ogg; codecs=opus","voice":true}', null)
       || '{"from_user_id":"MX.123456"}',
-    pg_temp.msg('wamid.M6', 'system', '{"body":"Dora changed her number","type":"user_changed_number"}',
+    tests.msg('wamid.M6', 'system', '{"body":"Dora changed her number","type":"user_changed_number"}',
                 '5215500000003'),
-    pg_temp.msg('wamid.M7', 'request_welcome', null, '5215500000003'),
-    pg_temp.msg('wamid.M8', 'unsupported', '{"type":"poll"}', '5215500000003')
+    tests.msg('wamid.M7', 'request_welcome', null, '5215500000003'),
+    tests.msg('wamid.M8', 'unsupported', '{"type":"poll"}', '5215500000003')
       || '{"errors":[{"code":131051,"title":"Message type unknown"}]}',
-    pg_temp.msg('wamid.M9', 'text', '{"body":"nobody sent me"}', null))))),
+    tests.msg('wamid.M9', 'text', '{"body":"nobody sent me"}', null))))),
   '2026-01-01 00:01:00+00') -> 'new', '8', 'eight attributable messages of all kinds are new');
 select results_eq(
   $$select wamid, content_text from public.messages where wamid like 'wamid.M%' order by wamid$$,
@@ -189,18 +170,18 @@ select is(wa.ingest_webhook(pg_temp.status_webhook(pg_temp.status('wamid.T1', 'r
 -- ---------------------------------------------------------------------------------------------
 -- Other changes, errors, placeholders, rejected bodies
 -- ---------------------------------------------------------------------------------------------
-select is(wa.ingest_webhook(pg_temp.webhook(jsonb_build_array(jsonb_build_object(
+select is(wa.ingest_webhook(tests.webhook(jsonb_build_array(jsonb_build_object(
   'field', 'message_template_status_update',
   'value', '{"event":"APPROVED","message_template_id":1,"message_template_name":"welcome"}'::jsonb)))) -> 'ignored',
   '1', 'a template status update is ignored');
 select ok((select payload -> 'entry' -> 0 -> 'changes' -> 0 ->> 'field' = 'message_template_status_update'
            from wa.webhook_events order by id desc limit 1), 'but kept raw in the event log');
-select is(wa.ingest_webhook(pg_temp.webhook(pg_temp.change(
+select is(wa.ingest_webhook(tests.webhook(tests.change(
   '{"errors":[{"code":131000,"title":"Something went wrong"}]}'))) -> 'errors', '1', 'an errors-only change is counted');
 
-select wa.ingest_webhook(pg_temp.webhook(pg_temp.change(jsonb_build_object(
-  'contacts', jsonb_build_array(pg_temp.contact('5215500000004', 'Eva')),
-  'messages', jsonb_build_array(pg_temp.msg('wamid.P1', 'unsupported', '{"type":"media_placeholder"}', '5215500000004')
+select wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
+  'contacts', jsonb_build_array(tests.contact('5215500000004', 'Eva')),
+  'messages', jsonb_build_array(tests.msg('wamid.P1', 'unsupported', '{"type":"media_placeholder"}', '5215500000004')
     || '{"errors":[{"code":131060,"title":"This message is currently unavailable."}]}')))));
 select is((wa.ingest_webhook(pg_temp.text_webhook('wamid.P1', 'the real content', '5215500000004')) - 'event_id')
   -> 'replaced', '1', 'real content under a placeholder''s wamid replaces it');

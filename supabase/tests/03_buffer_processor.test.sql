@@ -12,31 +12,13 @@ select plan(107);
 create function pg_temp.t(p_time text) returns timestamptz language sql immutable as $$
   select ('2026-01-01 ' || p_time || '+00')::timestamptz
 $$;
-create function pg_temp.webhook(p_changes jsonb) returns jsonb language sql as $$
-  select jsonb_build_object('object', 'whatsapp_business_account',
-                            'entry', jsonb_build_array(jsonb_build_object('id', 'WABA1', 'changes', p_changes)))
-$$;
-create function pg_temp.change(p_value jsonb, p_phone text default 'PN1') returns jsonb language sql as $$
-  select jsonb_build_array(jsonb_build_object('field', 'messages', 'value',
-    jsonb_build_object('messaging_product', 'whatsapp',
-                       'metadata', jsonb_build_object('display_phone_number', '15550001', 'phone_number_id', p_phone))
-    || p_value))
-$$;
-create function pg_temp.msg(p_wamid text, p_type text, p_object jsonb, p_from text, p_ts bigint) returns jsonb
-language sql as $$
-  select jsonb_strip_nulls(jsonb_build_object('from', p_from, 'id', p_wamid, 'timestamp', p_ts::text,
-                                              'type', p_type, p_type, p_object))
-$$;
-create function pg_temp.contact(p_wa_id text, p_name text) returns jsonb language sql as $$
-  select jsonb_build_object('wa_id', p_wa_id, 'profile', jsonb_build_object('name', p_name))
-$$;
 -- Each contact's wa_id: Ana 5215500000001, Beto ...02, and so on.
 create function pg_temp.wa_id(p_name text) returns text language sql immutable as $$
   select '52155000000' || lpad(array_position(array['Ana', 'Beto', 'Caro', 'Dora', 'Eva', 'Fabi', 'Gus'], p_name)::text,
                                2, '0')
 $$;
 create function pg_temp.status(p_wamid text, p_status text, p_at timestamptz) returns jsonb language sql as $$
-  select wa.ingest_webhook(pg_temp.webhook(pg_temp.change(jsonb_build_object('statuses', jsonb_build_array(
+  select wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object('statuses', jsonb_build_array(
     jsonb_build_object('id', p_wamid, 'status', p_status, 'timestamp', extract(epoch from p_at)::bigint::text,
                        'recipient_id', '5215500000006'))))), p_at)
 $$;
@@ -56,9 +38,9 @@ returns jsonb language plpgsql as $$
 declare
   v_result jsonb;
 begin
-  v_result := wa.ingest_webhook(pg_temp.webhook(pg_temp.change(jsonb_build_object(
-    'contacts', jsonb_build_array(pg_temp.contact(pg_temp.wa_id(p_name), p_name)),
-    'messages', jsonb_build_array(pg_temp.msg(p_wamid, p_type, p_object, pg_temp.wa_id(p_name),
+  v_result := wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
+    'contacts', jsonb_build_array(tests.contact(pg_temp.wa_id(p_name), p_name)),
+    'messages', jsonb_build_array(tests.msg(p_wamid, p_type, p_object, pg_temp.wa_id(p_name),
                                               extract(epoch from p_at)::bigint))))), p_at);
   insert into seqs
   select m.wamid, bm.seq from wa.buffer_messages bm join public.messages m on m.id = bm.message_id
