@@ -27,7 +27,12 @@ Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the appli
     assert.equal(body.checks.database.ok, true);
     assert.equal(body.checks.pg_cron.ok, true);
     assert.equal(body.checks.migrations.version, await latestMigration());
-    assert.deepEqual(body.checks.cron_jobs.jobs, ["wabase-orphan-sweep", "wabase-retention"]);
+    assert.deepEqual(body.checks.cron_jobs.jobs, [
+      "wabase-orphan-sweep",
+      "wabase-retention",
+      "wabase-session-expiry",
+    ]);
+    assert.deepEqual(body.checks.cron_jobs.missing, []);
     assert.equal(body.checks.buffers.ok, true);
 
     const unknownRoute = await fetch(`${server.url}health/nope`);

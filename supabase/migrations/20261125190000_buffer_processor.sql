@@ -598,6 +598,22 @@ comment on function wa.invoke_buffer_processor() is
   'wabase_service_role_key), as Supabase documents for scheduled functions. Returns the pg_net request id, or '
   'null when nothing is due or pg_net/Vault/the secrets are missing.';
 
+create table wa.jobs (
+  name text primary key,
+  schedule text not null,
+  command text not null,
+  -- The schedule to use instead where pg_cron supports seconds (>= 1.5).
+  seconds_schedule text,
+  -- Jobs that call an Edge Function over HTTP exist only where pg_net does.
+  needs_pg_net boolean not null default false
+);
+comment on table wa.jobs is
+  'The pg_cron jobs wabase wants; each migration adds its own, wa.schedule_jobs() makes pg_cron match.';
+insert into wa.jobs (name, schedule, command, seconds_schedule, needs_pg_net) values
+  ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()', null, false),
+  ('wabase-retention', '17 3 * * *', 'select wa.purge_expired()', null, false),
+  ('wabase-buffer-processor', '* * * * *', 'select wa.invoke_buffer_processor()', '5 seconds', true);
+
 create function wa.schedule_jobs()
 returns jsonb
 language plpgsql
@@ -607,7 +623,9 @@ declare
   v_version integer[] := wa.pg_cron_version();
   v_seconds boolean;
   v_pg_net boolean := to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null;
-  v_processor_schedule text;
+  v_job wa.jobs;
+  v_scheduled jsonb := '{}'::jsonb;
+  v_schedule text;
 begin
   if v_version is null then
     raise warning 'wabase: pg_cron is not installed; no jobs scheduled (enable it, then select wa.schedule_jobs())';
@@ -615,23 +633,26 @@ begin
   end if;
   -- Seconds schedules arrived in pg_cron 1.5; older versions run at most every minute.
   v_seconds := v_version >= array[1, 5];
-  perform cron.schedule('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()');
-  perform cron.schedule('wabase-retention', '17 3 * * *', 'select wa.purge_expired()');
-  if v_pg_net then
-    v_processor_schedule := case when v_seconds then '5 seconds' else '* * * * *' end;
-    perform cron.schedule('wabase-buffer-processor', v_processor_schedule, 'select wa.invoke_buffer_processor()');
-  elsif exists (select from cron.job j where j.jobname = 'wabase-buffer-processor') then
-    perform cron.unschedule('wabase-buffer-processor');
-  end if;
+  for v_job in select * from wa.jobs order by name loop
+    if v_job.needs_pg_net and not v_pg_net then
+      if exists (select from cron.job j where j.jobname = v_job.name) then
+        perform cron.unschedule(v_job.name);
+      end if;
+      continue;
+    end if;
+    v_schedule := case when v_seconds and v_job.seconds_schedule is not null then v_job.seconds_schedule
+                       else v_job.schedule end;
+    perform cron.schedule(v_job.name, v_schedule, v_job.command);
+    v_scheduled := v_scheduled || jsonb_build_object(v_job.name, v_schedule);
+  end loop;
   return jsonb_build_object('pg_cron', true, 'pg_cron_version', array_to_string(v_version, '.'),
-                            'seconds_schedules', v_seconds, 'pg_net', v_pg_net,
-                            'processor_schedule', v_processor_schedule);
+                            'seconds_schedules', v_seconds, 'pg_net', v_pg_net, 'scheduled', v_scheduled);
 end;
 $$;
 comment on function wa.schedule_jobs() is
-  '(Re)creates wabase''s pg_cron jobs, detecting rather than assuming the platform: the orphan sweep (every '
-  'minute), retention (daily), and, only where pg_net exists, the buffer-processor invocation every 5 seconds '
-  '(pg_cron >= 1.5) or every minute (older). Idempotent; run it again after enabling pg_net.';
+  '(Re)creates the pg_cron jobs listed in wa.jobs, detecting rather than assuming the platform: seconds '
+  'schedules only on pg_cron >= 1.5 (the buffer-processor invocation runs every 5 seconds there, every minute '
+  'on older versions), HTTP jobs only where pg_net exists. Idempotent; run it again after enabling pg_net.';
 
 revoke all on function wa.claim_buffers(text, integer, interval, integer, timestamptz),
   wa.locked_buffer(bigint), wa.rearm_buffer(uuid), wa.complete_buffer(bigint, bigint),
@@ -674,6 +695,11 @@ as $$
     'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
     'cron_jobs', (select coalesce(jsonb_agg(j.jobname order by j.jobname), '[]'::jsonb)
                   from cron.job j where j.jobname like 'wabase-%'),
+    'missing_jobs', (select coalesce(jsonb_agg(w.name order by w.name), '[]'::jsonb)
+                     from wa.jobs w
+                     where not exists (select from cron.job j where j.jobname = w.name)
+                       and (not w.needs_pg_net
+                            or to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null)),
     'job_runs', (select coalesce(jsonb_object_agg(r.job, jsonb_build_object('ran_at', r.ran_at, 'result', r.result)),
                                  '{}'::jsonb)
                  from (select distinct on (jr.job) jr.job, jr.ran_at, jr.result from wa.job_runs jr

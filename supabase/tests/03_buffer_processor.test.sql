@@ -467,13 +467,14 @@ select ok(cardinality(wa.pg_cron_version()) = 2 and (wa.pg_cron_version())[1] >=
   'pg_cron_version is the major and minor version');
 create temp table scheduled as select wa.schedule_jobs() as result;
 select results_eq(
-  $$select result -> 'pg_cron', result -> 'pg_net', result -> 'processor_schedule', result ->> 'pg_cron_version'
+  $$select result -> 'pg_cron', result -> 'pg_net', result -> 'scheduled' ? 'wabase-buffer-processor',
+           result ->> 'pg_cron_version'
     from scheduled$$,
-  $$values ('true'::jsonb, 'false'::jsonb, 'null'::jsonb, array_to_string(wa.pg_cron_version(), '.'))$$,
+  $$values ('true'::jsonb, 'false'::jsonb, false, array_to_string(wa.pg_cron_version(), '.'))$$,
   'schedule_jobs finds pg_cron but no pg_net, so schedules no processor');
 select results_eq(
   $$select jobname::text collate "default", schedule collate "default", command collate "default" from cron.job
-    where jobname like 'wabase-%' order by jobname$$,
+    where jobname in ('wabase-orphan-sweep', 'wabase-retention', 'wabase-buffer-processor') order by jobname$$,
   $$values ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()'),
            ('wabase-retention', '17 3 * * *', 'select wa.purge_expired()')$$,
   'the orphan sweep and retention jobs exist, and no wabase-buffer-processor job');
@@ -507,6 +508,7 @@ select is_empty(
                       'wa.sweep_orphaned_buffers(integer, timestamptz)',
                       'wa.purge_expired(interval, interval, interval, timestamptz)', 'wa.pg_cron_version()',
                       'wa.invoke_buffer_processor()', 'wa.schedule_jobs()', 'wa.notify_buffer_due()',
+                      'wa.keep_backoff()',
                       'wa.save_circuit_breaker(text, text, jsonb)', 'wa.health()']::regprocedure[]) f
     cross join (values ('anon'), ('authenticated'), ('service_role')) as r (rolname)
     where has_function_privilege(r.rolname, f, 'execute')$$,

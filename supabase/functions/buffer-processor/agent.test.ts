@@ -24,6 +24,7 @@ const context: AgentContext = {
     { direction: "outbound", type: "text", text: "¡Hola!", sent_at: "2025-12-31T00:00:05Z" },
   ],
   existing_reply: null,
+  session: { state: "qualifying", data: { turns: 1 }, version: 3 },
 };
 
 const policy = () =>
@@ -55,16 +56,29 @@ const env = (overrides: Record<string, string>) =>
   });
 
 Deno.test("webhook kind: posts the documented request with the batch's idempotency key", async () => {
-  const fake = endpoint([{ reply: { text: "  ¡Hola Ana!  " } }, { reply: null }]);
+  const fake = endpoint([
+    { reply: { text: "  ¡Hola Ana!  " }, session: { state: "quoted", data: { plan: "pro" } } },
+    { reply: null },
+  ]);
   try {
     const agent = createAgent(env({ AGENT_URL: `${fake.url}/agent`, AGENT_API_KEY: "k-123" }), policy());
-    assert.deepEqual(await agent(context), { text: "¡Hola Ana!" });
+    assert.deepEqual(await agent(context), {
+      text: "¡Hola Ana!",
+      session: { state: "quoted", data: { plan: "pro" } },
+    });
     assert.deepEqual(await agent(context), { text: null });
     const [first] = fake.seen;
     assert.equal(first?.path, "/agent");
     assert.equal(first?.headers.get("idempotency-key"), "agent-reply:c1:7");
     assert.equal(first?.headers.get("authorization"), "Bearer k-123");
-    assert.deepEqual(Object.keys(first?.body ?? {}).sort(), ["batch", "contact", "conversation", "history"]);
+    assert.deepEqual(Object.keys(first?.body ?? {}).sort(), [
+      "batch",
+      "contact",
+      "conversation",
+      "history",
+      "session",
+    ]);
+    assert.deepEqual(first?.body.session, { state: "qualifying", data: { turns: 1 }, version: 3 });
   } finally {
     await fake.close();
   }

@@ -8,6 +8,8 @@ import type { AgentContext } from "./store.ts";
 
 export interface AgentAnswer {
   text: string | null;
+  /** The session the agent wants next; its data is merged over the stored data. */
+  session?: { state: string; data: Record<string, unknown> };
 }
 
 /** The agent answered something we cannot use, or failed in a way a retry will not fix. */
@@ -22,6 +24,8 @@ const WHATSAPP_TEXT_LIMIT = 4096;
 
 const webhookAnswer = z.object({
   reply: z.object({ text: z.string().max(WHATSAPP_TEXT_LIMIT) }).loose().nullable(),
+  session: z.object({ state: z.string().min(1), data: z.record(z.string(), z.unknown()).default({}) })
+    .optional(),
 }).loose();
 
 const chatCompletion = z.object({
@@ -37,6 +41,7 @@ export function agentRequest(context: AgentContext): Record<string, unknown> {
     contact: context.contact,
     batch: context.batch,
     history: context.history,
+    session: context.session,
   };
 }
 
@@ -104,8 +109,11 @@ export function createAgent(env: ProcessorEnv, policy: Resilient): Agent {
       const parsed = webhookAnswer.safeParse(
         await postJson(env.AGENT_URL, agentRequest(context), headers, signal),
       );
-      if (!parsed.success) throw new AgentError("agent answer is not {reply: {text} | null}", false);
-      return { text: parsed.data.reply?.text.trim() || null };
+      if (!parsed.success) {
+        throw new AgentError("agent answer is not {reply: {text} | null, session?}", false);
+      }
+      const text = parsed.data.reply?.text.trim() || null;
+      return parsed.data.session === undefined ? { text } : { text, session: parsed.data.session };
     });
 }
 

@@ -201,3 +201,71 @@ processorTest(
   },
   true,
 );
+
+processorTest(
+  "two batches of one conversation cannot race: the claim serialises them, the session stays consistent",
+  async (fakes, sql) => {
+    const { phoneNumberId, waIds } = await seedDueBuffers(sql, 1);
+    const first = await processor(fakes, sql, {}, "worker-a");
+    const second = await processor(fakes, sql, {}, "worker-b");
+    fakes.agent.enqueue({ kind: "delay", ms: 400 });
+    const inFlight = first.drain();
+    await fakes.agent.waitFor(() => fakes.agent.requests.length === 1);
+    // A second burst arrives and is due while the first batch is still with the agent.
+    const late = inboundMessage("text", { from: waIds[0], content: { body: "quiero hablar con un humano" } });
+    const payload = webhook(
+      messagesChange({ phoneNumberId, contacts: [contact(waIds[0]!)], messages: [late] }),
+    );
+    await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb)`;
+    await makeDue(sql);
+    assert.equal((await second.drain()).batches, 0, "the conversation's buffer is leased: no second claim");
+    assert.equal((await inFlight).batches, 1);
+    await makeDue(sql);
+    assert.equal((await second.drain()).batches, 1);
+    const sessions = fakes.agent.requests.map((request) =>
+      (request.body as { session: { version: number } }).session
+    );
+    assert.deepEqual(
+      sessions.map((session) => session.version),
+      [0, 1],
+      "the second batch saw the first one's write",
+    );
+    const [session] = await sql`select s.state, s.data, s.version::int from wa.chat_sessions s
+                              join public.conversations c on c.id = s.conversation_id
+                              where c.phone_number_id = ${phoneNumberId}`;
+    assert.deepEqual(session, { state: "handoff", data: { turns: 2 }, version: 2 });
+  },
+);
+
+processorTest(
+  "session writes conflicting with another writer are retried; bookkeeping never fails a batch",
+  async (fakes, sql) => {
+    const { phoneNumberId } = await seedDueBuffers(sql, 1);
+    const [conversation] = await sql<{ id: string }[]>`select id from public.conversations
+                                                      where phone_number_id = ${phoneNumberId}`;
+    const worker = await processor(fakes, sql);
+    fakes.agent.enqueue({ kind: "delay", ms: 300 });
+    const drained = worker.drain();
+    await fakes.agent.waitFor(() => fakes.agent.requests.length === 1);
+    // Another writer (an operator, another handler) changes the session the agent was given.
+    await sql`select wa.update_chat_session(${conversation!.id}, 0, 'operator', '{"note":"vip"}')`;
+    await sql`alter table wa.bot_daily_stats rename to bot_daily_stats_moved`;
+    try {
+      const summary = await drained;
+      assert.deepEqual(summary.outcomes, { replied: 1 });
+      assert.equal(summary.session_retries, 1);
+      assert.equal(summary.bookkeeping_failures, 1);
+    } finally {
+      await sql`alter table wa.bot_daily_stats_moved rename to bot_daily_stats`;
+    }
+    const [session] = await sql`select state, data, version::int from wa.chat_sessions
+                              where conversation_id = ${conversation!.id}`;
+    assert.equal(session?.version, 2);
+    assert.equal(
+      session?.data.note,
+      "vip",
+      "the agent's data was merged over the concurrent write, not over it",
+    );
+    assert.equal(fakes.graph.sent.length, 1);
+  },
+);

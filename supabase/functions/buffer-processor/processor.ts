@@ -3,11 +3,13 @@
 // decided in SQL (fences, idempotency keys), so crashes and concurrent workers cost at most a retry.
 import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
-import { type Agent, agentRetryable, createAgent } from "./agent.ts";
+import { withVersionRetry } from "../_shared/session.ts";
+import { type Agent, type AgentAnswer, agentRetryable, createAgent } from "./agent.ts";
 import type { ProcessorEnv } from "./config.ts";
 import { createGraphClient, graphBreaks, type GraphClient, graphRetryable } from "./graph.ts";
 import {
   type AgentContext,
+  type ChatSession,
   type Claim,
   createStore,
   type Reply,
@@ -32,6 +34,10 @@ export interface DrainSummary {
   worker: string;
   batches: number;
   outcomes: Partial<Record<BatchOutcome, number>>;
+  /** Session writes that had to be retried after a version conflict. */
+  session_retries: number;
+  /** Non-critical bookkeeping writes that failed (logged; the batches themselves were unaffected). */
+  bookkeeping_failures: number;
   duration_ms: number;
 }
 
@@ -73,8 +79,11 @@ function processorFrom(deps: Dependencies): Processor {
   const { env, store, agent, graph, workerId } = deps;
   const fallbackText = env.AGENT_FALLBACK_REPLY === "off" ? null : env.AGENT_FALLBACK_REPLY;
 
+  let sessionRetries = 0;
+  let bookkeepingFailures = 0;
+
   /** The agent's answer, or the fallback reply when the agent fails (timeout, open breaker, errors). */
-  async function ask(context: AgentContext): Promise<{ text: string | null; fallback: boolean }> {
+  async function ask(context: AgentContext): Promise<AgentAnswer & { fallback: boolean }> {
     try {
       return { ...(await agent(context)), fallback: false };
     } catch (error) {
@@ -130,6 +139,26 @@ function processorFrom(deps: Dependencies): Processor {
     }
   }
 
+  /**
+   * Applies the session the agent asked for, under optimistic locking. The first attempt names the version the
+   * agent was shown, so a write that happened meanwhile is detected; retries re-read and merge the agent's data
+   * over what is stored then. Critical: if it keeps conflicting the batch fails before any reply is written, and
+   * its retry asks the agent again with the fresh session.
+   */
+  async function saveSession(context: AgentContext, next: NonNullable<AgentAnswer["session"]>) {
+    const conversationId = context.conversation.id;
+    let shown: ChatSession | undefined = context.session;
+    await withVersionRetry({
+      read: async () => {
+        const current = shown ?? await store.session(conversationId);
+        shown = undefined;
+        return current;
+      },
+      apply: (current) => ({ state: next.state, data: { ...current.data, ...next.data } }),
+      write: (session, expectedVersion) => store.writeSession(conversationId, expectedVersion, session),
+    }, { onRetry: () => sessionRetries++ });
+  }
+
   async function handle(claim: Claim): Promise<BatchOutcome> {
     if (claim.message_count === 0 || claim.up_to_seq === null) {
       await store.complete(claim.fence, "0");
@@ -141,6 +170,7 @@ function processorFrom(deps: Dependencies): Processor {
       return await deliver(claim, context, context.existing_reply, false, "already_replied");
     }
     const answer = await ask(context);
+    if (answer.session !== undefined) await saveSession(context, answer.session);
     if (answer.text === null) {
       await store.complete(claim.fence, claim.up_to_seq);
       return "silent";
@@ -166,6 +196,19 @@ function processorFrom(deps: Dependencies): Processor {
         }
       }
     }
+    if (outcome !== "stale" && outcome !== "empty") {
+      // Settled: bookkeeping may fail without failing or repeating the batch, which is already settled.
+      const [noted] = await Promise.allSettled([store.noteOutcome(claim.conversation_id, outcome)]);
+      if (noted.status === "rejected") {
+        bookkeepingFailures++;
+        log("warn", {
+          fn: "buffer-processor",
+          job: "bookkeeping",
+          worker: workerId,
+          error: errorMessage(noted.reason),
+        });
+      }
+    }
     log(outcome === "retry" || outcome === "dead_letter" ? "warn" : "info", {
       fn: "buffer-processor",
       job: "batch",
@@ -187,6 +230,8 @@ function processorFrom(deps: Dependencies): Processor {
     // Stop claiming once a batch could no longer finish inside the budget (agent, then a send and a retry).
     const reserve = env.AGENT_TIMEOUT_MS + 2 * env.GRAPH_TIMEOUT_MS;
     const outcomes: Partial<Record<BatchOutcome, number>> = {};
+    const retriesBefore = sessionRetries;
+    const failuresBefore = bookkeepingFailures;
     let batches = 0;
     const lane = async () => {
       while (!options.signal?.aborted && performance.now() - started + reserve < budget) {
@@ -198,7 +243,14 @@ function processorFrom(deps: Dependencies): Processor {
       }
     };
     await Promise.all(Array.from({ length: env.PROCESSOR_CONCURRENCY }, lane));
-    return { worker: workerId, batches, outcomes, duration_ms: Math.round(performance.now() - started) };
+    return {
+      worker: workerId,
+      batches,
+      outcomes,
+      session_retries: sessionRetries - retriesBefore,
+      bookkeeping_failures: bookkeepingFailures - failuresBefore,
+      duration_ms: Math.round(performance.now() - started),
+    };
   }
 
   return { drain, processBatch, breakers: deps.breakers };

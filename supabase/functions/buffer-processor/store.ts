@@ -33,7 +33,14 @@ export interface BatchMessage {
   media?: { id?: string; mime_type?: string; caption?: string; filename?: string };
 }
 
-/** What wa.agent_context returns for a claimed batch. */
+/** The bot's state for a conversation; version 0 means it has never been written. */
+export interface ChatSession {
+  state: string;
+  data: Record<string, unknown>;
+  version: number;
+}
+
+/** What wa.agent_context_with_session returns for a claimed batch. */
 export interface AgentContext {
   reply_key: string;
   conversation: { id: string; phone_number_id: string; display_phone_number: string | null };
@@ -41,6 +48,7 @@ export interface AgentContext {
   batch: { fence: number; first_seq: number; up_to_seq: number; messages: BatchMessage[] };
   history: { direction: "inbound" | "outbound"; type: string; text: string | null; sent_at: string }[];
   existing_reply: Reply | null;
+  session: ChatSession;
 }
 
 /** The claim behind a fence was lost: the lease expired and another worker took the batch. */
@@ -81,7 +89,7 @@ export function createStore(
     },
     async context(fence: string): Promise<AgentContext | null> {
       const [row] = await sql<{ context: AgentContext | null }[]>`
-        select wa.agent_context(${fence}, ${settings.history}) as context`;
+        select wa.agent_context_with_session(${fence}, ${settings.history}) as context`;
       return row?.context ?? null;
     },
     beginReply(fence: string, upToSeq: string, payload: SendPayload): Promise<Reply & { created: boolean }> {
@@ -125,6 +133,22 @@ export function createStore(
                                 p_permanent => ${options.permanent ?? false}) as outcome`;
         return row?.outcome ?? "retry";
       });
+    },
+    async session(conversationId: string): Promise<ChatSession> {
+      const [row] = await sql<ChatSession[]>`
+        select state, data, version::integer from wa.get_chat_session(${conversationId})`;
+      if (row === undefined) throw new Error("wa.get_chat_session returned no row");
+      return row;
+    },
+    /** Writes the session if still at `expectedVersion`; a concurrent write makes it throw SQLSTATE 40001. */
+    async writeSession(conversationId: string, expectedVersion: number, next: Omit<ChatSession, "version">) {
+      const [row] = await sql<{ version: number }[]>`
+        select wa.update_chat_session(${conversationId}, ${expectedVersion}, ${next.state},
+                                      ${JSON.stringify(next.data)}::text::jsonb)::integer as version`;
+      return row?.version ?? 0;
+    },
+    async noteOutcome(conversationId: string, outcome: string): Promise<void> {
+      await sql`select wa.note_batch_outcome(${conversationId}, ${outcome})`;
     },
     async loadBreakers(): Promise<Map<string, unknown>> {
       const rows = await sql<

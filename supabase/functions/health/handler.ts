@@ -19,6 +19,7 @@ interface HealthFacts {
   pg_cron: { installed: boolean; version: string } | null;
   migration_version: string | null;
   cron_jobs: string[];
+  missing_jobs: string[];
   job_runs: Record<string, { ran_at: string; result: unknown }>;
   buffers: {
     buffers: number;
@@ -31,8 +32,6 @@ interface HealthFacts {
   unknown_sends: number;
   circuit_breakers: Record<string, { state: string; since: string }>;
 }
-
-const REQUIRED_JOBS = ["wabase-orphan-sweep", "wabase-retention"];
 
 // A probe that hangs is as bad as one that fails: answer 503 within this budget.
 const probeTimeout = timeout(3_000, TimeoutStrategy.Aggressive);
@@ -64,8 +63,9 @@ export const handler = createHandler({
       pg_cron: { ok: facts.pg_cron !== null, version: facts.pg_cron?.version ?? null },
       migrations: { ok: facts.migration_version !== null, version: facts.migration_version },
       cron_jobs: {
-        ok: REQUIRED_JOBS.every((job) => facts.cron_jobs.includes(job)),
+        ok: facts.missing_jobs.length === 0,
         jobs: facts.cron_jobs,
+        missing: facts.missing_jobs,
         last_runs: facts.job_runs,
       },
       buffers: {
