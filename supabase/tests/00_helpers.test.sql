@@ -33,10 +33,50 @@ language sql immutable as $$
 $$;
 comment on function tests.contact(text, text, text) is 'A contacts[] entry (wa_id and/or BSUID).';
 
-select plan(4);
+-- Impersonation exactly as PostgREST does it: transaction-local role and request.jwt.claims.
+create or replace function tests.authenticate_as(p_user_id uuid) returns void language sql as $$
+  select set_config('role', 'authenticated', true),
+         set_config('request.jwt.claims', jsonb_build_object(
+           'sub', p_user_id, 'role', 'authenticated', 'aud', 'authenticated',
+           'email', (select u.email from auth.users u where u.id = p_user_id))::text, true)
+$$;
+comment on function tests.authenticate_as(uuid) is 'Acts as that signed-in user until tests.clear_authentication().';
+
+create or replace function tests.clear_authentication() returns void language sql as $$
+  select set_config('role', 'postgres', true), set_config('request.jwt.claims', '', true)
+$$;
+comment on function tests.clear_authentication() is 'Back to the postgres role, as the test started.';
+
+create or replace function tests.create_user(p_email text, p_role text default 'executive',
+                                             p_team_id uuid default null, p_phone text default null,
+                                             p_user_metadata jsonb default '{}') returns uuid
+language plpgsql as $$
+declare
+  v_id uuid := gen_random_uuid();
+begin
+  insert into auth.users (instance_id, id, aud, role, email, raw_app_meta_data, raw_user_meta_data, created_at,
+                          updated_at, confirmation_token, recovery_token, email_change_token_new, email_change)
+  values ('00000000-0000-0000-0000-000000000000', v_id, 'authenticated', 'authenticated', p_email,
+          '{"provider":"email","providers":["email"]}', p_user_metadata, now(), now(), '', '', '', '');
+  update public.profiles set role = p_role, team_id = p_team_id, phone = p_phone, full_name = split_part(p_email, '@', 1)
+  where id = v_id;
+  return v_id;
+end;
+$$;
+comment on function tests.create_user(text, text, uuid, text, jsonb) is
+  'A user as GoTrue would insert it (the profile comes from the auth.users trigger), then given a role and team.';
+
+-- Impersonated tests call these too (and the builders), so the API roles may use them in test databases.
+grant usage on schema tests to anon, authenticated;
+grant execute on all functions in schema tests to anon, authenticated;
+
+select plan(7);
 select has_function('tests', 'webhook', array['jsonb'], 'tests.webhook exists');
 select has_function('tests', 'change', array['jsonb', 'text'], 'tests.change exists');
 select has_function('tests', 'msg', array['text', 'text', 'jsonb', 'text', 'bigint'], 'tests.msg exists');
 select has_function('tests', 'contact', array['text', 'text', 'text'], 'tests.contact exists');
+select has_function('tests', 'authenticate_as', array['uuid'], 'tests.authenticate_as exists');
+select has_function('tests', 'clear_authentication', 'tests.clear_authentication exists');
+select has_function('tests', 'create_user', array['text', 'text', 'uuid', 'text', 'jsonb'], 'tests.create_user exists');
 select * from finish();
 commit;
