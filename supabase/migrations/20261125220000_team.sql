@@ -185,18 +185,20 @@ create policy "users read themselves, their team, and admins read all" on public
   for select to authenticated
   using ((select authz.my_role()) = 'admin' or id = (select auth.uid()) or team_id = (select authz.my_team()));
 
--- Each arm is indexable (= any on an array evaluated once; is null), so the planner can combine index scans
--- instead of filtering every row; unassigned work (no team, no executive) is for admins only.
+-- Each arm is indexable and selective (= any on an array evaluated once; the owner column is null only for
+-- unassigned work), so the planner uses the owner index instead of filtering every row. Coordinators and admins
+-- see assigned work through authz.visible_executives() (their team / everyone), unassigned work by team, and
+-- admins also work that has neither owner nor team.
 create policy "executives read their own and backed-up prospects, coordinators their team's, admins all"
   on public.prospects for select to authenticated
   using (executive_id = any ((select authz.visible_executives())::uuid[])
-         or team_id = any ((select authz.visible_teams())::uuid[])
+         or (executive_id is null and team_id = any ((select authz.visible_teams())::uuid[]))
          or (executive_id is null and team_id is null and (select authz.my_role()) = 'admin'));
 
 create policy "executives read their own and backed-up conversations, coordinators their team's, admins all"
   on public.conversations for select to authenticated
   using (assigned_executive_id = any ((select authz.visible_executives())::uuid[])
-         or team_id = any ((select authz.visible_teams())::uuid[])
+         or (assigned_executive_id is null and team_id = any ((select authz.visible_teams())::uuid[]))
          or (assigned_executive_id is null and team_id is null and (select authz.my_role()) = 'admin'));
 
 create policy "messages are readable with their conversation" on public.messages

@@ -1,5 +1,6 @@
 // HTTP plumbing shared by every function: JSON responses, the error envelope, CORS, request ids and the
 // one-log-line-per-request wrapper. Handlers throw HttpError; everything else becomes a logged 500.
+import postgres from "postgres";
 import { z } from "zod";
 import { ConfigError, loadEnv } from "./env.ts";
 import { errorMessage, log } from "./log.ts";
@@ -149,11 +150,57 @@ export function createHandler<S extends z.ZodObject>(
   };
 }
 
+// Expected refusals raised by wabase's SQL functions, by SQLSTATE (see the migrations); the HINT, when set,
+// is the machine-readable error code.
+const STATUS_BY_SQLSTATE: Record<string, [number, string]> = {
+  "22023": [400, "invalid_request"],
+  "22P02": [400, "invalid_request"],
+  "P0002": [404, "not_found"],
+  "P0403": [403, "forbidden"],
+  "P0404": [404, "not_found"],
+  "P0409": [409, "conflict"],
+  "P0410": [409, "stale_fence"],
+  "40001": [409, "version_conflict"],
+};
+
 /** Maps any thrown value to the HttpError answered for it; internals never leak into a 500's message. */
 export function asHttpError(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
   if (error instanceof ConfigError) return new HttpError(500, "config_error", error.message);
+  if (error instanceof postgres.PostgresError && error.code in STATUS_BY_SQLSTATE) {
+    const [status, code] = STATUS_BY_SQLSTATE[error.code]!;
+    return new HttpError(status, error.hint || code, error.message);
+  }
   return new HttpError(500, "internal_error", "internal error; see the function logs for this request id");
+}
+
+/** Reads a JSON body of at most `maxBytes` and validates it; a bad one is a 400 with zod's issues and paths. */
+export async function readJson<S extends z.ZodType>(
+  req: Request,
+  schema: S,
+  maxBytes = 64 * 1024,
+): Promise<z.infer<S>> {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(await readBody(req, maxBytes)));
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(400, "invalid_json", "the request body is not valid JSON");
+  }
+  const result = schema.safeParse(body);
+  if (!result.success) {
+    const details = result.error.issues.map((issue) => ({
+      path: issue.path.join("."),
+      message: issue.message,
+    }));
+    throw new HttpError(
+      400,
+      "invalid_request",
+      "the request body does not match the expected shape",
+      details,
+    );
+  }
+  return result.data;
 }
 
 /**
