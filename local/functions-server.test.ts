@@ -17,7 +17,6 @@ async function latestMigration(): Promise<string> {
 Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the applied migration", async () => {
   const sql = testSql();
   await clearBuffers(sql);
-  await sql.end();
   const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl() });
   try {
     const res = await fetch(`${server.url}health`);
@@ -27,11 +26,10 @@ Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the appli
     assert.equal(body.checks.database.ok, true);
     assert.equal(body.checks.pg_cron.ok, true);
     assert.equal(body.checks.migrations.version, await latestMigration());
-    assert.deepEqual(body.checks.cron_jobs.jobs, [
-      "wabase-orphan-sweep",
-      "wabase-retention",
-      "wabase-session-expiry",
-    ]);
+    const expected = await sql<
+      { name: string }[]
+    >`select name from wa.jobs where not needs_pg_net order by name`;
+    assert.deepEqual(body.checks.cron_jobs.jobs, expected.map((job) => job.name));
     assert.deepEqual(body.checks.cron_jobs.missing, []);
     assert.equal(body.checks.buffers.ok, true);
 
@@ -43,6 +41,7 @@ Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the appli
     assert.equal(unknownFunction.status, 404);
     assert.equal((await unknownFunction.json()).error.code, "function_not_found");
   } finally {
+    await sql.end();
     await server.stop();
   }
 });
