@@ -34,11 +34,17 @@ $$;
 comment on function tests.contact(text, text, text) is 'A contacts[] entry (wa_id and/or BSUID).';
 
 -- Impersonation exactly as PostgREST does it: transaction-local role and request.jwt.claims.
-create or replace function tests.authenticate_as(p_user_id uuid) returns void language sql as $$
-  select set_config('role', 'authenticated', true),
-         set_config('request.jwt.claims', jsonb_build_object(
-           'sub', p_user_id, 'role', 'authenticated', 'aud', 'authenticated',
-           'email', (select u.email from auth.users u where u.id = p_user_id))::text, true)
+create or replace function tests.authenticate_as(p_user_id uuid) returns void language plpgsql as $$
+declare
+  v_email text;
+begin
+  -- Back to the test's own role first, so switching from one impersonated user to another works.
+  perform set_config('role', 'postgres', true);
+  select u.email into v_email from auth.users u where u.id = p_user_id;
+  perform set_config('request.jwt.claims', jsonb_build_object(
+    'sub', p_user_id, 'role', 'authenticated', 'aud', 'authenticated', 'email', v_email)::text, true);
+  perform set_config('role', 'authenticated', true);
+end;
 $$;
 comment on function tests.authenticate_as(uuid) is 'Acts as that signed-in user until tests.clear_authentication().';
 

@@ -160,6 +160,8 @@ const STATUS_BY_SQLSTATE: Record<string, [number, string]> = {
   "P0404": [404, "not_found"],
   "P0409": [409, "conflict"],
   "P0410": [409, "stale_fence"],
+  "P0422": [422, "unprocessable"],
+  "P0423": [409, "bot_paused"],
   "40001": [409, "version_conflict"],
 };
 

@@ -25,6 +25,7 @@ const context: AgentContext = {
   ],
   existing_reply: null,
   session: { state: "qualifying", data: { turns: 1 }, version: 3 },
+  bot_paused: false,
 };
 
 const policy = () =>

@@ -6,14 +6,21 @@ import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
 import { type Agent, type AgentAnswer, agentRetryable, createAgent } from "./agent.ts";
 import type { ProcessorEnv } from "./config.ts";
-import { createGraphClient, graphBreaks, type GraphClient, graphRetryable } from "./graph.ts";
+import {
+  createGraphClient,
+  graphBreaks,
+  type GraphClient,
+  graphRetryable,
+  recipientOf,
+  type SendPayload,
+} from "../_shared/graph.ts";
 import {
   type AgentContext,
+  BotPausedError,
   type ChatSession,
   type Claim,
   createStore,
   type Reply,
-  type SendPayload,
   StaleFenceError,
   type Store,
 } from "./store.ts";
@@ -23,6 +30,7 @@ export type BatchOutcome =
   | "replied" // the agent's reply was sent
   | "fallback" // the agent failed; the fallback reply was sent
   | "silent" // the agent chose not to answer
+  | "paused" // an operator paused the bot here: the batch is consumed without a reply
   | "already_replied" // a previous claim had sent (or tried) the reply: completed without a second send
   | "unknown" // the send may or may not have happened: recorded as unknown, never resent
   | "retry" // failed; the buffer backs off and will be claimed again
@@ -61,15 +69,12 @@ interface Dependencies {
   breakers: () => Record<string, BreakerState>;
 }
 
-/** The Graph API request for a text reply: to the phone when known (with +), else to the BSUID. */
+/** The Graph API request for a text reply. */
 function textPayload(context: AgentContext, text: string): SendPayload {
-  const recipient = context.contact.wa_id !== undefined
-    ? { to: `+${context.contact.wa_id}` }
-    : { recipient: context.contact.user_id };
   return {
     messaging_product: "whatsapp",
     recipient_type: "individual",
-    ...recipient,
+    ...recipientOf(context.contact),
     type: "text",
     text: { preview_url: false, body: text },
   };
@@ -166,6 +171,10 @@ function processorFrom(deps: Dependencies): Processor {
     }
     const context = await store.context(claim.fence);
     if (context === null) return "stale";
+    if (context.bot_paused && context.existing_reply === null) {
+      await store.complete(claim.fence, claim.up_to_seq);
+      return "paused";
+    }
     if (context.existing_reply !== null) {
       return await deliver(claim, context, context.existing_reply, false, "already_replied");
     }
@@ -175,7 +184,14 @@ function processorFrom(deps: Dependencies): Processor {
       await store.complete(claim.fence, claim.up_to_seq);
       return "silent";
     }
-    const reply = await store.beginReply(claim.fence, claim.up_to_seq, textPayload(context, answer.text));
+    let reply;
+    try {
+      reply = await store.beginReply(claim.fence, claim.up_to_seq, textPayload(context, answer.text));
+    } catch (error) {
+      if (!(error instanceof BotPausedError)) throw error;
+      await store.complete(claim.fence, claim.up_to_seq);
+      return "paused";
+    }
     return await deliver(claim, context, reply, reply.created, answer.fallback ? "fallback" : "replied");
   }
 

@@ -2,6 +2,7 @@
 // which own every decision about claiming, fencing and idempotency.
 import postgres from "postgres";
 import type { Sql } from "../_shared/db.ts";
+import type { SendPayload } from "../_shared/graph.ts";
 
 /** A claimed batch. Fences and sequence numbers are bigints, kept as strings. */
 export interface Claim {
@@ -12,9 +13,6 @@ export interface Claim {
   message_count: number;
   attempts: number;
 }
-
-/** The Graph API request body of a reply, stored on the outbound row before it is sent. */
-export type SendPayload = Record<string, unknown> & { type: string };
 
 export interface Reply {
   message_id: string;
@@ -49,6 +47,8 @@ export interface AgentContext {
   history: { direction: "inbound" | "outbound"; type: string; text: string | null; sent_at: string }[];
   existing_reply: Reply | null;
   session: ChatSession;
+  /** An operator paused the bot in this conversation. */
+  bot_paused: boolean;
 }
 
 /** The claim behind a fence was lost: the lease expired and another worker took the batch. */
@@ -59,11 +59,20 @@ export class StaleFenceError extends Error {
   }
 }
 
+/** An operator paused the bot in the batch's conversation while the agent was answering. */
+export class BotPausedError extends Error {
+  constructor() {
+    super("the bot was paused in this conversation");
+    this.name = "BotPausedError";
+  }
+}
+
 async function fenced<T>(fence: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
     if (error instanceof postgres.PostgresError && error.code === "P0410") throw new StaleFenceError(fence);
+    if (error instanceof postgres.PostgresError && error.code === "P0423") throw new BotPausedError();
     throw error;
   }
 }

@@ -3,8 +3,9 @@
 // have been executed: never resent automatically, since /messages has no idempotency key).
 import { BrokenCircuitError, TaskCancelledError } from "cockatiel";
 import { z } from "zod";
-import type { Resilient, RetryAfterHint } from "../_shared/resilience.ts";
-import type { SendPayload } from "./store.ts";
+import type { Resilient, RetryAfterHint } from "./resilience.ts";
+/** The Graph API request body of a message (`messaging_product`, recipient, `type` and its object). */
+export type SendPayload = Record<string, unknown> & { type: string };
 
 export type SendOutcome =
   | { kind: "sent"; wamid: string }
@@ -107,8 +108,19 @@ const noReuse = typeof Deno.createHttpClient === "function"
   ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
   : undefined;
 
+/** Who a message goes to: the phone when known (always with +, as Meta advises), else the BSUID. */
+export function recipientOf(
+  contact: { wa_id?: string | null; user_id?: string | null },
+): Record<string, string> {
+  if (contact.wa_id) return { to: `+${contact.wa_id}` };
+  if (contact.user_id) return { recipient: contact.user_id };
+  throw new Error("a contact has a wa_id or a user_id");
+}
+
 export interface GraphClient {
   send(phoneNumberId: string, payload: SendPayload): Promise<SendOutcome>;
+  /** Tells WhatsApp the customer's message was read (blue ticks); resolves to whether Meta accepted it. */
+  markRead(phoneNumberId: string, wamid: string): Promise<boolean>;
 }
 
 /** A Graph API client whose calls run under `policy` (timeout, retries of retryable errors, breaker). */
@@ -157,6 +169,16 @@ export function createGraphClient(apiBase: string, accessToken: string, policy: 
         }
         return { kind: "unknown", error: String(error) };
       }
+    },
+    async markRead(phoneNumberId, wamid) {
+      const res = await fetch(`${apiBase}/${encodeURIComponent(phoneNumberId)}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ messaging_product: "whatsapp", status: "read", message_id: wamid }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      await res.body?.cancel();
+      return res.ok;
     },
   };
 }
