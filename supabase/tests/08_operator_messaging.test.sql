@@ -24,9 +24,12 @@ select wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
   'messages', jsonb_build_array(tests.msg('wamid.IN1', 'text', '{"body":"hola"}', '5215500000001',
                                           extract(epoch from pg_temp.t('00:00:00'))::bigint))))),
   pg_temp.t('00:00:00'));
-create temp table conv as select id from public.conversations;
+create temp table conv as
+  select c.id from public.conversations c join public.contacts k on k.id = c.contact_id
+  where c.phone_number_id = 'PN1' and k.wa_id = '5215500000001';
 grant select on conv to authenticated;
-update public.conversations set assigned_executive_id = pg_temp.id('owner'), team_id = '10000000-0000-0000-0000-000000000001';
+update public.conversations set assigned_executive_id = pg_temp.id('owner'), team_id = '10000000-0000-0000-0000-000000000001'
+where id = (select id from conv);
 select wa.assign_backup(pg_temp.id('owner'), pg_temp.id('owner'), pg_temp.id('backup'));
 create function pg_temp.send(p_actor text, p_client text, p_type text, p_at timestamptz) returns text language sql as $$
   select status || '/' || created from wa.begin_operator_send(pg_temp.id(p_actor), (select id from conv),
@@ -54,7 +57,8 @@ select is(pg_temp.send('owner', '00000000-0000-0000-0000-00000000000a', 'text', 
   'a free-form message at 23h59 is written as pending');
 select is(pg_temp.send('owner', '00000000-0000-0000-0000-00000000000a', 'text', pg_temp.t('23:59:30')), 'pending/false',
   'the same client id again returns the first message, not a second one');
-select is((select count(*)::int from public.messages where direction = 'outbound'), 1, 'one outbound message');
+select is((select count(*)::int from public.messages where direction = 'outbound' and conversation_id = (select id from conv)),
+  1, 'one outbound message');
 select throws_ok(
   $$select pg_temp.send('owner', '00000000-0000-0000-0000-00000000000b', 'text', '2026-01-02 00:01:00+00')$$,
   'P0422', 'the 24-hour customer service window is closed: only an approved template can be sent',
@@ -70,11 +74,11 @@ select is(pg_temp.send('owner', '00000000-0000-0000-0000-00000000000a', 'text', 
 -- ---------------------------------------------------------------------------------------------
 -- Pause, resume, auto-pause
 -- ---------------------------------------------------------------------------------------------
-select is((select bot_paused_until from public.conversations), '2026-01-02 00:31:00+00'::timestamptz,
+select is((select bot_paused_until from public.conversations where id = (select id from conv)), '2026-01-02 00:31:00+00'::timestamptz,
   'an operator reply pauses the bot for the number''s auto-pause (30 min) after the latest send');
-update wa.phone_numbers set bot_auto_pause = interval '5 minutes';
+update wa.phone_numbers set bot_auto_pause = interval '5 minutes' where phone_number_id = 'PN1';
 select pg_temp.send('backup', '00000000-0000-0000-0000-00000000000d', 'template', '2026-01-02 00:02:00+00');
-select is((select bot_paused_until from public.conversations), '2026-01-02 00:31:00+00'::timestamptz,
+select is((select bot_paused_until from public.conversations where id = (select id from conv)), '2026-01-02 00:31:00+00'::timestamptz,
   'a shorter auto-pause never shortens a longer pause');
 select tests.authenticate_as(pg_temp.id('other'));
 select throws_ok($$select public.pause_bot((select id from conv))$$, 'P0403', null,
@@ -82,9 +86,11 @@ select throws_ok($$select public.pause_bot((select id from conv))$$, 'P0403', nu
 select tests.authenticate_as(pg_temp.id('backup'));
 select is(public.pause_bot((select id from conv)), 'infinity'::timestamptz, 'the backup pauses the bot until resumed');
 select tests.clear_authentication();
-select results_eq($$select bot_paused_until, bot_paused_by from public.conversations$$,
+select results_eq($$select bot_paused_until, bot_paused_by from public.conversations where id = (select id from conv)$$,
   $$values ('infinity'::timestamptz, pg_temp.id('backup'))$$, 'the pause and who set it are visible');
-create temp table claimed as select * from wa.claim_buffers('w', 1, interval '60 seconds', 5, pg_temp.t('00:01:00'));
+create temp table claimed as
+  select * from wa.claim_buffers('w', 1000, interval '60 seconds', 5, pg_temp.t('00:01:00'))
+  where conversation_id = (select id from conv);
 select throws_ok($$select wa.begin_agent_reply((select fence from claimed), (select up_to_seq from claimed), 'text',
                                                '{"text":{"body":"bot"}}')$$,
   'P0423', null, 'an agent reply cannot be written while the bot is paused');
@@ -93,7 +99,7 @@ select is((select wa.agent_context_with_session(fence) -> 'bot_paused' from clai
 select tests.authenticate_as(pg_temp.id('owner'));
 select public.resume_bot((select id from conv));
 select tests.clear_authentication();
-select is((select bot_paused_until from public.conversations), null, 'resume clears the pause');
+select is((select bot_paused_until from public.conversations where id = (select id from conv)), null, 'resume clears the pause');
 
 -- ---------------------------------------------------------------------------------------------
 -- Read state
