@@ -1,0 +1,73 @@
+-- wabase inbox: the conversation list in one request (seed 000's list fired a request per row), newest first,
+-- keyset-paginated, searchable by contact name or number with trigram indexes, and limited by RLS.
+
+create extension if not exists pg_trgm with schema extensions;
+
+create index contacts_profile_name_trgm_idx on public.contacts using gin (profile_name extensions.gin_trgm_ops);
+create index contacts_wa_id_trgm_idx on public.contacts using gin (wa_id extensions.gin_trgm_ops);
+create index conversations_inbox_idx on public.conversations (last_message_at desc, id desc)
+  where last_message_at is not null;
+
+create function public.list_conversations(p_search text default null, p_cursor text default null,
+                                          p_limit integer default 50)
+returns table (
+  conversation_id uuid, contact_id uuid, contact_name text, contact_number text, last_message_text text,
+  last_message_at timestamptz, last_message_direction text, assigned_executive_id uuid,
+  assigned_executive_name text, team_id uuid, handled_as_backup boolean, bot_paused boolean,
+  bot_paused_until timestamptz, unread_count integer, cursor text
+)
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_after_at timestamptz;
+  v_after_id uuid;
+  v_search text := nullif(btrim(p_search), '');
+  v_digits text := nullif(regexp_replace(coalesce(p_search, ''), '[^0-9]', '', 'g'), '');
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 200 then
+    raise exception 'p_limit must be between 1 and 200' using errcode = '22023', hint = 'invalid_limit';
+  end if;
+  if p_cursor is not null then
+    begin
+      select (c ->> 't')::timestamptz, (c ->> 'i')::uuid into strict v_after_at, v_after_id
+      from (select convert_from(decode(p_cursor, 'base64'), 'utf8')::jsonb as c) x;
+    exception when others then
+      raise exception 'invalid cursor' using errcode = '22023', hint = 'invalid_cursor';
+    end;
+  end if;
+  return query
+  select c.id, k.id, k.profile_name, k.wa_id, last.content_text, c.last_message_at, last.direction,
+         c.assigned_executive_id, e.full_name, c.team_id,
+         coalesce(c.assigned_executive_id = any ((select authz.backed_up_executives())::uuid[]), false),
+         coalesce(c.bot_paused_until > now(), false), c.bot_paused_until,
+         (select count(*)::integer from public.messages m
+          where m.conversation_id = c.id and m.direction = 'inbound' and m.read_at is null),
+         translate(encode(convert_to(jsonb_build_object('t', c.last_message_at, 'i', c.id)::text, 'utf8'), 'base64'),
+                   E'\n', '')
+  from public.conversations c
+  join public.contacts k on k.id = c.contact_id
+  left join public.profiles e on e.id = c.assigned_executive_id
+  left join lateral (
+    select m.content_text, m.direction from public.messages m
+    where m.conversation_id = c.id order by m.sent_at desc limit 1
+  ) last on true
+  where c.last_message_at is not null
+    and (v_after_at is null or (c.last_message_at, c.id) < (v_after_at, v_after_id))
+    and (v_search is null
+         or k.profile_name operator(extensions.%) v_search
+         or k.profile_name ilike '%' || v_search || '%'
+         or (v_digits is not null and k.wa_id like '%' || v_digits || '%'))
+  order by c.last_message_at desc, c.id desc
+  limit p_limit;
+end;
+$$;
+comment on function public.list_conversations(text, text, integer) is
+  'The inbox in one request: the conversations the caller may see (RLS), newest first, with contact name and '
+  'number, last message text, direction and time, assigned executive, handled_as_backup, bot pause and unread '
+  'count. Keyset-paginated: pass the last row''s cursor to get the next page. p_search matches the contact''s '
+  'name (trigram similarity or substring) or number (digits). Raises 22023 invalid_limit (1..200) or '
+  'invalid_cursor. Caller: the frontend.';
+revoke all on function public.list_conversations(text, text, integer) from public, anon, service_role;
+grant execute on function public.list_conversations(text, text, integer) to authenticated;
