@@ -33,6 +33,16 @@ Deno.test("serves health at /functions/v1/health: 200 with pg_cron and the appli
     assert.deepEqual(body.checks.cron_jobs.missing, []);
     assert.equal(body.checks.buffers.ok, true);
 
+    const ready = await fetch(`${server.url}health/ready`);
+    assert.deepEqual([ready.status, await ready.json()], [200, { status: "ok" }]);
+    const metrics = await (await fetch(`${server.url}health/metrics`)).text();
+    assert.match(metrics, /^wabase_up 1$/m);
+    assert.match(metrics, /^wabase_check_ok\{check="cron_jobs"\} 1$/m);
+    assert.match(metrics, /^wabase_buffers\{state="due"\} 0$/m);
+    const page = await fetch(`${server.url}health/status`);
+    assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.match(await page.text(), /wabase is <span class="ok">ok<\/span>/);
+
     const unknownRoute = await fetch(`${server.url}health/nope`);
     assert.equal(unknownRoute.status, 404);
     assert.equal((await unknownRoute.json()).error.code, "not_found");
@@ -117,6 +127,14 @@ Deno.test("health answers 503 when buffers are overdue or a circuit breaker is o
     const res = await fetch(`${server.url}health`);
     const open = await res.json();
     assert.equal(res.status, 503);
+    assert.equal(
+      await fetch(`${server.url}health/ready`).then((r) => r.body?.cancel().then(() => r.status)),
+      503,
+    );
+    assert.match(
+      await (await fetch(`${server.url}health/metrics`)).text(),
+      /^wabase_circuit_breaker_open\{breaker="graph"\} 1$/m,
+    );
     assert.equal(open.checks.circuit_breakers.ok, false);
     assert.equal(open.checks.buffers.ok, true);
   } finally {
