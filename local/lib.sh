@@ -147,3 +147,21 @@ push_migrations() {
   shift
   (cd "$ROOT" && "$SUPABASE" db push --db-url "$(db_url "$port")" --yes "$@")
 }
+
+# start_throwaway_cluster NAME FIRST_PORT: a fresh, migrated cluster in the system temp dir on the first free
+# port from FIRST_PORT, removed on exit whatever happens (pg_cron exists in one database per cluster, so a
+# fresh database means a fresh cluster: initdb takes seconds). Sets THROWAWAY_PORT.
+start_throwaway_cluster() {
+  local name=$1 port=$2
+  while port_in_use "$port"; do port=$((port + 1)); done
+  THROWAWAY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wabase-$name.XXXXXX")
+  chmod 755 "$THROWAWAY_DIR"
+  trap 'cluster_stop "$THROWAWAY_DIR/db" || true; rm -rf "$THROWAWAY_DIR"' EXIT
+  say "── fresh cluster on port $port"
+  cluster_init "$THROWAWAY_DIR/db" "$port" throwaway
+  cluster_start "$THROWAWAY_DIR/db" "$port"
+  apply_platform "$port"
+  say "── supabase db push"
+  push_migrations "$port" 2>&1 | grep -v '^\s*$' >&2
+  THROWAWAY_PORT=$port
+}

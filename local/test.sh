@@ -18,25 +18,8 @@ step "deno lint"
 step "deno check"
 "$DENO" check .
 
-# pg_cron exists in one database per cluster, so a fresh database means a fresh cluster: initdb takes
-# seconds. It lives in the system temp dir and is removed on exit, whatever happened.
-port=${WABASE_TEST_DB_PORT:-54330}
-while port_in_use "$port"; do port=$((port + 1)); done
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/wabase-test.XXXXXX")
-chmod 755 "$scratch"
-cleanup() {
-  cluster_stop "$scratch/db" || true
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
-
-step "fresh cluster on port $port"
-cluster_init "$scratch/db" "$port" throwaway
-cluster_start "$scratch/db" "$port"
-apply_platform "$port"
-
-step "supabase db push"
-push_migrations "$port" 2>&1 | grep -v '^\s*$' >&2
+start_throwaway_cluster test "${WABASE_TEST_DB_PORT:-54330}"
+port=$THROWAWAY_PORT
 
 step "supabase db lint (plpgsql_check)"
 schemas=$(psql -X -At "$(db_url "$port")" -c "
