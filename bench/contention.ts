@@ -4,50 +4,13 @@
 // read-modify-write writers (read the counter, write back read + 1, no version check), whose lost updates
 // are exactly what optimistic locking prevents.
 import postgres from "postgres";
-import { VersionConflictError, withVersionRetry } from "../supabase/functions/_shared/session.ts";
-import { clearBuffers, seedDueBuffers } from "../local/testing/processor.ts";
+import { VersionConflictError, type withVersionRetry } from "../supabase/functions/_shared/session.ts";
+import { incrementCounter, newConversation, storedSession } from "../local/testing/sessions.ts";
 import { type BenchContext, type BenchResult, check, result } from "./lib.ts";
 
 const WRITERS = 50;
 
 type Sql = postgres.Sql;
-interface Session {
-  state: string;
-  data: { counter?: number };
-  version: number;
-}
-
-async function newConversation(sql: Sql): Promise<string> {
-  const { phoneNumberId } = await seedDueBuffers(sql, 1);
-  await clearBuffers(sql);
-  const [row] = await sql<{ id: string }[]>`
-    select id from public.conversations where phone_number_id = ${phoneNumberId}`;
-  if (row === undefined) throw new Error("seedDueBuffers created no conversation");
-  return row.id;
-}
-
-async function stored(sql: Sql, conversationId: string): Promise<Session> {
-  const [row] = await sql<Session[]>`
-    select state, data, version::integer from wa.get_chat_session(${conversationId})`;
-  if (row === undefined) throw new Error("no session row");
-  return row;
-}
-
-function increment(sql: Sql, conversationId: string, options: Parameters<typeof withVersionRetry>[1]) {
-  return withVersionRetry({
-    read: () => stored(sql, conversationId),
-    apply: (current: Session) => ({
-      state: "counting",
-      data: { ...current.data, counter: (current.data.counter ?? 0) + 1 },
-    }),
-    write: async (next, expectedVersion) => {
-      const [row] = await sql<{ version: number }[]>`
-        select wa.update_chat_session(${conversationId}, ${expectedVersion}, ${next.state},
-                                      ${JSON.stringify(next.data)}::text::jsonb)::integer as version`;
-      return row!.version;
-    },
-  }, options);
-}
 
 interface Round {
   succeeded: number;
@@ -64,7 +27,7 @@ async function versioned(sql: Sql, options: Parameters<typeof withVersionRetry>[
   const outcomes = await Promise.allSettled(
     Array.from(
       { length: WRITERS },
-      () => increment(sql, conversationId, { ...options, onRetry: () => retries++ }),
+      () => incrementCounter(sql, conversationId, { ...options, onRetry: () => retries++ }),
     ),
   );
   const seconds = (performance.now() - started) / 1000;
@@ -74,7 +37,7 @@ async function versioned(sql: Sql, options: Parameters<typeof withVersionRetry>[
     }
   }
   const succeeded = outcomes.filter((o) => o.status === "fulfilled").length;
-  const session = await stored(sql, conversationId);
+  const session = await storedSession(sql, conversationId);
   return {
     succeeded,
     surfaced: WRITERS - succeeded,
@@ -97,7 +60,7 @@ async function naive(sql: Sql): Promise<Round> {
       where conversation_id = ${conversationId}`;
   }));
   const seconds = (performance.now() - started) / 1000;
-  const session = await stored(sql, conversationId);
+  const session = await storedSession(sql, conversationId);
   return { succeeded: WRITERS, surfaced: 0, retries: 0, counter: session.data.counter ?? 0, seconds };
 }
 

@@ -1,51 +1,12 @@
 // Optimistic locking on the real database, under real concurrency: 50 writers, each on its own connection.
 import assert from "node:assert/strict";
 import { testSql } from "../../../local/testing/db.ts";
-import { seedDueBuffers } from "../../../local/testing/processor.ts";
+import {
+  incrementCounter as increment,
+  newConversation,
+  storedSession as stored,
+} from "../../../local/testing/sessions.ts";
 import { isVersionConflict, VersionConflictError, withVersionRetry } from "./session.ts";
-
-type Sql = ReturnType<typeof testSql>;
-interface Session {
-  state: string;
-  data: { counter?: number };
-  version: number;
-}
-
-async function newConversation(sql: Sql): Promise<string> {
-  const { phoneNumberId } = await seedDueBuffers(sql, 1);
-  const [row] = await sql<
-    { id: string }[]
-  >`select id from public.conversations where phone_number_id = ${phoneNumberId}`;
-  return row!.id;
-}
-
-/** One writer: increments data.counter through the helper. */
-function increment(sql: Sql, conversationId: string, options: Parameters<typeof withVersionRetry>[1]) {
-  return withVersionRetry({
-    read: async () => {
-      const [row] = await sql<Session[]>`
-        select state, data, version::integer from wa.get_chat_session(${conversationId})`;
-      return row!;
-    },
-    apply: (current: Session) => ({
-      state: "counting",
-      data: { ...current.data, counter: (current.data.counter ?? 0) + 1 },
-    }),
-    write: async (next, expectedVersion) => {
-      const [row] = await sql<{ version: number }[]>`
-        select wa.update_chat_session(${conversationId}, ${expectedVersion}, ${next.state},
-                                      ${JSON.stringify(next.data)}::text::jsonb)::integer as version`;
-      return row!.version;
-    },
-  }, options);
-}
-
-async function stored(sql: Sql, conversationId: string): Promise<Session> {
-  const [row] = await sql<
-    Session[]
-  >`select state, data, version::integer from wa.get_chat_session(${conversationId})`;
-  return row!;
-}
 
 Deno.test("50 concurrent writers through withVersionRetry: counter 50, version 50, no lost update", async () => {
   const sql = testSql(55);
