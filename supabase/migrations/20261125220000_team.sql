@@ -92,6 +92,20 @@ revoke all on schema authz from public;
 grant usage on schema authz to authenticated;
 comment on schema authz is 'RLS predicate helpers; usable by authenticated, not exposed through the Data API.';
 
+-- Each rule is written once, for any user (`*_of`, internal), and exposed to RLS for the caller only (the
+-- argument-less wrappers), so a session cannot ask what another user may see. The same rules decide what the
+-- Edge Functions let a user do (wa.require_conversation_access).
+create function authz.role_of(p_user_id uuid)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select p.role from public.profiles p where p.id = p_user_id and p.active
+$$;
+comment on function authz.role_of(uuid) is
+  'A user''s role from their server-owned profile (null when they have none or are deactivated).';
+
 create function authz.my_role()
 returns text
 language sql
@@ -99,10 +113,9 @@ stable
 security definer
 set search_path = ''
 as $$
-  select p.role from public.profiles p where p.id = auth.uid() and p.active
+  select authz.role_of(auth.uid())
 $$;
-comment on function authz.my_role() is
-  'The caller''s role from their server-owned profile (null when they have none or are deactivated). Used by RLS.';
+comment on function authz.my_role() is 'The caller''s authz.role_of. Used by RLS.';
 
 create function authz.my_team()
 returns uuid
@@ -115,11 +128,10 @@ as $$
 $$;
 comment on function authz.my_team() is 'The caller''s team, or null. Used by RLS.';
 
-create function authz.visible_executives()
+create function authz.visible_executives_of(p_user_id uuid)
 returns uuid[]
 language sql
 stable
-security definer
 set search_path = ''
 as $$
   -- Executives: themselves and those they currently back up. Coordinators: their team. Admins: everyone.
@@ -130,12 +142,24 @@ as $$
     or (me.role = 'coordinator' and p.team_id = me.team_id)
     or p.id = me.id
     or p.backup_id = me.id
-  where me.id = auth.uid() and me.active
+  where me.id = p_user_id and me.active
+$$;
+comment on function authz.visible_executives_of(uuid) is
+  'The users whose work p_user_id sees: themselves and those they back up (executives), their team '
+  '(coordinators), everyone (admins); empty for a deactivated user.';
+
+create function authz.visible_executives()
+returns uuid[]
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select authz.visible_executives_of(auth.uid())
 $$;
 comment on function authz.visible_executives() is
-  'The users whose work the caller sees: themselves and those they back up (executives), their team '
-  '(coordinators), everyone (admins). Used by RLS as (select authz.visible_executives()), evaluated once per '
-  'query, so an indexed "= any" replaces per-row checks.';
+  'The caller''s authz.visible_executives_of. Used by RLS as (select authz.visible_executives()), evaluated once '
+  'per query, so an indexed "= any" replaces per-row checks.';
 
 create function authz.backed_up_executives()
 returns uuid[]
@@ -148,6 +172,21 @@ as $$
 $$;
 comment on function authz.backed_up_executives() is 'The executives the caller currently backs up.';
 
+create function authz.visible_teams_of(p_user_id uuid)
+returns uuid[]
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(array_agg(t.id), '{}')
+  from public.profiles me
+  join public.teams t on me.role = 'admin' or (me.role = 'coordinator' and t.id = me.team_id)
+  where me.id = p_user_id and me.active
+$$;
+comment on function authz.visible_teams_of(uuid) is
+  'The teams whose work p_user_id sees as a whole: their own for coordinators, all for admins, none for '
+  'executives.';
+
 create function authz.visible_teams()
 returns uuid[]
 language sql
@@ -155,15 +194,12 @@ stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(array_agg(t.id), '{}')
-  from public.profiles me
-  join public.teams t on me.role = 'admin' or (me.role = 'coordinator' and t.id = me.team_id)
-  where me.id = auth.uid() and me.active
+  select authz.visible_teams_of(auth.uid())
 $$;
-comment on function authz.visible_teams() is
-  'The teams whose work the caller sees as a whole: their own for coordinators, all for admins, none for '
-  'executives. Used by RLS like authz.visible_executives().';
+comment on function authz.visible_teams() is 'The caller''s authz.visible_teams_of. Used by RLS.';
 
+revoke all on function authz.role_of(uuid), authz.visible_executives_of(uuid), authz.visible_teams_of(uuid)
+  from public, anon, authenticated, service_role;
 revoke all on function authz.my_role(), authz.my_team(), authz.visible_executives(), authz.visible_teams(),
   authz.backed_up_executives() from public, anon, service_role;
 grant execute on function authz.my_role(), authz.my_team(), authz.visible_executives(), authz.visible_teams(),

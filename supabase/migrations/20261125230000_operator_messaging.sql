@@ -34,23 +34,20 @@ set search_path = ''
 as $$
 declare
   v_conversation public.conversations;
-  v_user public.profiles;
 begin
   select * into v_conversation from public.conversations where id = p_conversation_id;
   if not found then
     raise exception 'no conversation %', p_conversation_id using errcode = 'P0404', hint = 'conversation_not_found';
   end if;
-  select * into v_user from public.profiles where id = p_user_id and active;
-  if v_user.id is null then
+  if authz.role_of(p_user_id) is null then
     raise exception 'the caller has no active profile' using errcode = 'P0403', hint = 'no_profile';
   end if;
-  if v_user.role = 'admin'
-     or v_conversation.assigned_executive_id = p_user_id
-     or exists (select from public.profiles e
-                where e.id = v_conversation.assigned_executive_id
-                  and (e.backup_id = p_user_id or (v_user.role = 'coordinator' and e.team_id = v_user.team_id)))
-     or (v_conversation.assigned_executive_id is null and v_user.role = 'coordinator'
-         and v_conversation.team_id = v_user.team_id) then
+  -- The conversations policy's predicate, for this user: the rules themselves live in the authz helpers.
+  if v_conversation.assigned_executive_id = any (authz.visible_executives_of(p_user_id))
+     or (v_conversation.assigned_executive_id is null
+         and v_conversation.team_id = any (authz.visible_teams_of(p_user_id)))
+     or (v_conversation.assigned_executive_id is null and v_conversation.team_id is null
+         and authz.role_of(p_user_id) = 'admin') then
     return v_conversation;
   end if;
   raise exception 'you may not act on conversation %', p_conversation_id using errcode = 'P0403', hint = 'forbidden';
