@@ -9,6 +9,8 @@ cd "$ROOT"
 
 step() { say "── $*"; }
 
+# The status page test renders the page in headless Chromium (driven by playwright-core).
+APT_PACKAGES+=(chromium)
 ensure_dependencies
 
 step "deno fmt --check"
