@@ -1,10 +1,10 @@
 -- The contract of the buffer processor's SQL: claims lease due buffers under a new fencing token; complete
 -- removes only what its claim took; fail backs off or dead-letters; the agent reply is written once per burst
--- under an idempotency key; scheduled jobs sweep orphans and purge old data. Every time is fixed through
+-- under an idempotency key; scheduled jobs sweep orphans and purge old data (wa.purge_history, from the operations migration). Every time is fixed through
 -- p_now, so due times are deterministic. (The wa_buffer_due NOTIFY is covered by a deno test: pgTAP cannot
 -- LISTEN.)
 begin;
-select plan(107);
+select plan(106);
 
 -- ---------------------------------------------------------------------------------------------
 -- Payload builders and lookups (test-only, in pg_temp)
@@ -436,15 +436,18 @@ select jsonb_build_object(
                      where received_at < '2026-01-30 00:00:00+00' and error is null),
   'inbound_receipts', (select count(*) from wa.inbound_receipts where last_seen_at < '2026-01-30 00:00:00+00'),
   'message_statuses', (select count(*) from wa.message_statuses where last_seen_at < '2026-01-30 00:00:00+00'),
-  'job_runs', (select count(*) from wa.job_runs where ran_at < '2026-02-15 00:00:00+00')) as result;
+  'job_runs', (select count(*) from wa.job_runs where ran_at < '2026-02-15 00:00:00+00'),
+  'ops_events', (select count(*) from wa.ops_events where at < '2026-02-22 00:00:00+00'),
+  'cron_job_run_details', (select count(*) from cron.job_run_details
+                           where coalesce(end_time, start_time) < '2026-02-22 00:00:00+00')) as result;
 select ok((select (result ->> 'webhook_events')::int = 16 and (result ->> 'inbound_receipts')::int = 15
                   and (result ->> 'message_statuses')::int = 1 and (result ->> 'job_runs')::int >= 2
            from expected_purge),
   'setup: 16 old ingested events, 15 receipts, one status event and the sweeps'' job runs to purge');
-select throws_ok($$select wa.purge_expired(p_keep_receipts => interval '7 days')$$, '22023', null,
-  'keeping receipts less than 8 days raises 22023');
-select is(wa.purge_expired(p_now => '2026-03-01 00:00:00+00'), (select result from expected_purge),
-  'purge_expired deletes and counts old events, receipts, status events and job runs');
+select throws_ok($$update wa.retention_policies set keep = '7 days' where target = 'inbound_receipts'$$, '23514',
+  null, 'keeping receipts less than 8 days is refused (23514)');
+select is(wa.purge_history(p_now => '2026-03-01 00:00:00+00'), (select result from expected_purge),
+  'purge_history deletes and counts old events, receipts, status events and job runs');
 select results_eq(
   $$select received_at, error from wa.webhook_events where received_at < '2026-03-01 00:00:00+00' order by id$$,
   $$values (pg_temp.t('00:00:00'), 'invalid JSON'), ('2026-02-20 00:00:00+00'::timestamptz, null)$$,
@@ -476,22 +479,20 @@ select results_eq(
   $$select jobname::text collate "default", schedule collate "default", command collate "default" from cron.job
     where jobname in ('wabase-orphan-sweep', 'wabase-retention', 'wabase-buffer-processor') order by jobname$$,
   $$values ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()'),
-           ('wabase-retention', '17 3 * * *', 'select wa.purge_expired()')$$,
+           ('wabase-retention', '17 3 * * *', 'select wa.purge_history()')$$,
   'the orphan sweep and retention jobs exist, and no wabase-buffer-processor job');
 
 select wa.save_circuit_breaker('agent', 'open', '{"state": "open"}');
 select wa.save_circuit_breaker('agent', 'half_open', null);
 select results_eq($$select name, state, snapshot from wa.circuit_breakers$$,
   $$values ('agent', 'half_open', null::jsonb)$$, 'save_circuit_breaker upserts by name');
-select ok(wa.health() ?& array['buffers', 'dead_letters', 'circuit_breakers', 'cron_jobs', 'job_runs', 'unknown_sends'],
-  'health has the processor''s keys');
 select results_eq(
   $$select h -> 'circuit_breakers' -> 'agent' ->> 'state', (h ->> 'dead_letters')::int,
            h -> 'cron_jobs' ? 'wabase-orphan-sweep', (h -> 'buffers' ->> 'buffers')::int,
-           (h -> 'job_runs' -> 'retention' -> 'result') = (select result from expected_purge)
-    from (select wa.health() as h) x$$,
+           (h -> 'job_results' -> 'retention' -> 'result') = (select result from expected_purge)
+    from (select public.ops_metrics() as h) x$$,
   $$values ('half_open', 3, true, 1, true)$$,
-  'health reports breakers, dead letters, cron jobs, buffers and the last job runs');
+  'ops_metrics reports breakers, dead letters, cron jobs, buffers and the last job results');
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
@@ -506,10 +507,10 @@ select is_empty(
                       'wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz)',
                       'wa.record_send_result(uuid, text, text, jsonb, timestamptz)',
                       'wa.sweep_orphaned_buffers(integer, timestamptz)',
-                      'wa.purge_expired(interval, interval, interval, timestamptz)', 'wa.pg_cron_version()',
+                      'wa.purge_history(timestamptz)', 'wa.pg_cron_version()',
                       'wa.invoke_buffer_processor()', 'wa.schedule_jobs()', 'wa.notify_buffer_due()',
                       'wa.keep_backoff()',
-                      'wa.save_circuit_breaker(text, text, jsonb)', 'wa.health()']::regprocedure[]) f
+                      'wa.save_circuit_breaker(text, text, jsonb)']::regprocedure[]) f
     cross join (values ('anon'), ('authenticated'), ('service_role')) as r (rolname)
     where has_function_privilege(r.rolname, f, 'execute')$$,
   'no buffer processor function is executable by anon, authenticated or service_role');

@@ -1,0 +1,329 @@
+-- wabase operations: the figures a team watches to know replies flow (public.ops_metrics, read by the health
+-- function's readiness, metrics and status page), the event counts behind them, and retention of everything
+-- that grows without bound.
+
+-- ============================================================================================
+-- Event counts: insert-only, so counting never makes concurrent workers queue on a shared counter row
+-- ============================================================================================
+create table wa.ops_events (
+  at timestamptz not null default now(),
+  kind text not null check (kind in ('claim', 'completion', 'duplicate', 'rate_limited')),
+  n integer not null default 1 check (n > 0)
+);
+create index ops_events_at_idx on wa.ops_events (at);
+comment on table wa.ops_events is
+  'Counts behind the per-minute figures of ops_metrics: batches claimed and completed, duplicate deliveries '
+  'suppressed, requests refused by a rate limit. One row per statement that did any, never updated.';
+revoke all on table wa.ops_events from public, anon, authenticated, service_role;
+
+create function wa.count_claims()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_claims integer;
+begin
+  -- Only a claim gives a buffer a new fence; completing, failing and re-arming clear it.
+  select count(*) into v_claims
+  from claimed_after a
+  join claimed_before b on b.conversation_id = a.conversation_id
+  where a.fence is not null and a.fence is distinct from b.fence;
+  if v_claims > 0 then
+    insert into wa.ops_events (kind, n) values ('claim', v_claims);
+  end if;
+  return null;
+end;
+$$;
+comment on function wa.count_claims() is
+  'Statement trigger on wa.buffers: records how many buffers the statement claimed (got a new fence).';
+revoke all on function wa.count_claims() from public, anon, authenticated, service_role;
+create trigger buffers_count_claims after update on wa.buffers
+  referencing old table as claimed_before new table as claimed_after
+  for each statement execute function wa.count_claims();
+
+create function wa.count_duplicate_inserts()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_duplicates integer;
+begin
+  -- A wamid delivered several times within one POST is stored once with its count.
+  select coalesce(sum(r.delivery_count - 1), 0) into v_duplicates from inserted_receipts r;
+  if v_duplicates > 0 then
+    insert into wa.ops_events (kind, n) values ('duplicate', v_duplicates);
+  end if;
+  return null;
+end;
+$$;
+comment on function wa.count_duplicate_inserts() is
+  'Statement trigger on wa.inbound_receipts inserts: records the extra deliveries of wamids new to wabase that '
+  'arrived more than once in one POST.';
+revoke all on function wa.count_duplicate_inserts() from public, anon, authenticated, service_role;
+create trigger inbound_receipts_count_duplicate_inserts after insert on wa.inbound_receipts
+  referencing new table as inserted_receipts
+  for each statement execute function wa.count_duplicate_inserts();
+
+create function wa.count_duplicate_redeliveries()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_duplicates integer;
+begin
+  select coalesce(sum(a.delivery_count - b.delivery_count), 0) into v_duplicates
+  from bumped_after a join bumped_before b on b.wamid = a.wamid;
+  if v_duplicates > 0 then
+    insert into wa.ops_events (kind, n) values ('duplicate', v_duplicates);
+  end if;
+  return null;
+end;
+$$;
+comment on function wa.count_duplicate_redeliveries() is
+  'Statement trigger on wa.inbound_receipts updates: records the redeliveries of known wamids (each one a '
+  'duplicate the ingest suppressed).';
+revoke all on function wa.count_duplicate_redeliveries() from public, anon, authenticated, service_role;
+create trigger inbound_receipts_count_redeliveries after update on wa.inbound_receipts
+  referencing old table as bumped_before new table as bumped_after
+  for each statement execute function wa.count_duplicate_redeliveries();
+
+-- Completions: the only place that knows a batch finished (rather than failed or was dead-lettered).
+create or replace function wa.complete_buffer(p_fence bigint, p_up_to_seq bigint)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers := wa.locked_buffer(p_fence);
+begin
+  delete from wa.buffer_messages m
+  where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
+  insert into wa.ops_events (kind) values ('completion');
+  return wa.rearm_buffer(v_buffer.conversation_id);
+end;
+$$;
+comment on function wa.complete_buffer(bigint, bigint) is
+  'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq; messages that arrived while '
+  'it was processed stay and make the buffer due again. Counts the completion for ops_metrics. Returns how '
+  'many are left. Raises P0410 for a stale fence. Caller: buffer-processor.';
+
+-- Rate-limit refusals: the bucket logic stays as it was, under a new name, behind a wrapper that counts.
+alter function wa.take_rate_limit_token(text, text, integer, timestamptz) rename to spend_rate_limit_tokens;
+comment on function wa.spend_rate_limit_tokens(text, text, integer, timestamptz) is
+  'The token bucket behind wa.take_rate_limit_token: refills the (subject, category) bucket continuously up to '
+  'its capacity (wa.rate_limit_config); a new subject starts full. With at least p_cost tokens: takes them and '
+  'returns allowed true, the tokens left and retry_after_ms 0. Otherwise returns allowed false, the tokens '
+  'there and retry_after_ms = the wait until p_cost tokens are (rounded up, >= 1), leaving the bucket as it '
+  'was but for the refill. Atomic under any concurrency (row lock on the bucket). Raises 22023 for an empty '
+  'subject, an unknown category, a cost below 1 or above the capacity.';
+
+create function wa.take_rate_limit_token(
+  p_subject text, p_category text, p_cost integer default 1, p_now timestamptz default clock_timestamp()
+)
+returns table (allowed boolean, remaining double precision, retry_after_ms integer)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_allowed boolean;
+  v_remaining double precision;
+  v_retry_after_ms integer;
+begin
+  select t.allowed, t.remaining, t.retry_after_ms into v_allowed, v_remaining, v_retry_after_ms
+  from wa.spend_rate_limit_tokens(p_subject, p_category, p_cost, p_now) t;
+  if not v_allowed then
+    insert into wa.ops_events (kind) values ('rate_limited');
+  end if;
+  return query select v_allowed, v_remaining, v_retry_after_ms;
+end;
+$$;
+comment on function wa.take_rate_limit_token(text, text, integer, timestamptz) is
+  'Takes p_cost tokens from the (subject, category) bucket (see wa.spend_rate_limit_tokens for the rules) and '
+  'counts a refusal for ops_metrics. Returns allowed, the tokens left and retry_after_ms. Caller: Edge '
+  'Functions via takeToken (_shared/ratelimit.ts), which answers 429 with Retry-After.';
+revoke all on function wa.spend_rate_limit_tokens(text, text, integer, timestamptz),
+  wa.take_rate_limit_token(text, text, integer, timestamptz)
+  from public, anon, authenticated, service_role;
+
+-- Cheap counts for a probe that runs every few seconds on tables that only grow.
+create index messages_unknown_outcome_idx on public.messages (conversation_id)
+  where direction = 'outbound' and status = 'unknown';
+create index chat_sessions_expired_idx on wa.chat_sessions (conversation_id) where state = 'expired';
+
+-- ============================================================================================
+-- The figures
+-- ============================================================================================
+create function public.ops_metrics()
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  with
+  minutes as (
+    select generate_series(date_trunc('minute', now()) - interval '59 minutes', date_trunc('minute', now()),
+                           interval '1 minute') as minute
+  ),
+  recent as (
+    select date_trunc('minute', e.at) as minute, e.kind, e.n
+    from wa.ops_events e where e.at >= date_trunc('minute', now()) - interval '59 minutes'
+    union all
+    select date_trunc('minute', d.created_at), 'dead_letter', 1
+    from wa.dead_letters d where d.created_at >= date_trunc('minute', now()) - interval '59 minutes'
+  ),
+  per_minute as (
+    select m.minute,
+           coalesce(sum(r.n) filter (where r.kind = 'claim'), 0) as claims,
+           coalesce(sum(r.n) filter (where r.kind = 'completion'), 0) as completions,
+           coalesce(sum(r.n) filter (where r.kind = 'dead_letter'), 0) as dead_letters,
+           coalesce(sum(r.n) filter (where r.kind = 'duplicate'), 0) as duplicates,
+           coalesce(sum(r.n) filter (where r.kind = 'rate_limited'), 0) as rate_limited
+    from minutes m left join recent r on r.minute = m.minute
+    group by m.minute
+  ),
+  last_runs as (
+    select distinct on (d.jobid) d.jobid, d.status, d.start_time, d.end_time, d.return_message
+    from cron.job_run_details d
+    where d.jobid in (select j.jobid from cron.job j where j.jobname like 'wabase-%')
+    order by d.jobid, d.start_time desc
+  )
+  select jsonb_build_object(
+    'generated_at', now(),
+    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
+    'pg_cron_version', (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
+    'buffers', (select jsonb_build_object(
+                  'buffers', count(*),
+                  'messages', coalesce(sum(b.message_count), 0),
+                  'due_now', count(*) filter (where b.due_at <= now() and b.lease_until is null),
+                  'in_flight', count(*) filter (where b.lease_until > now()),
+                  'expired_leases', count(*) filter (where b.lease_until <= now()),
+                  'backing_off', count(*) filter (where b.retry_not_before > now() and b.lease_until is null),
+                  'oldest_overdue_seconds',
+                    coalesce(round(extract(epoch from now() - min(b.due_at) filter (where b.due_at <= now()))::numeric,
+                                   3), 0))
+                from wa.buffers b),
+    'last_hour', (select jsonb_build_object(
+                    'claims', sum(p.claims), 'completions', sum(p.completions),
+                    'dead_letters', sum(p.dead_letters), 'duplicates_suppressed', sum(p.duplicates),
+                    'rate_limit_rejections', sum(p.rate_limited),
+                    'claims_per_minute', round(sum(p.claims) / 60.0, 2),
+                    'completions_per_minute', round(sum(p.completions) / 60.0, 2),
+                    'sessions_expired', (select coalesce(sum((r.result ->> 'expired')::integer), 0)
+                                         from wa.job_runs r
+                                         where r.job = 'session-expiry' and r.ran_at > now() - interval '1 hour'))
+                  from per_minute p),
+    'per_minute', (select jsonb_build_object(
+                     'minutes', jsonb_agg(p.minute order by p.minute),
+                     'claims', jsonb_agg(p.claims order by p.minute),
+                     'completions', jsonb_agg(p.completions order by p.minute),
+                     'dead_letters', jsonb_agg(p.dead_letters order by p.minute))
+                   from per_minute p),
+    'dead_letters', (select count(*) from wa.dead_letters),
+    'outbound_unknown', (select count(*) from public.messages m
+                         where m.direction = 'outbound' and m.status = 'unknown'),
+    'sessions_expired', (select count(*) from wa.chat_sessions s where s.state = 'expired'),
+    'cron_jobs', (select coalesce(jsonb_object_agg(j.jobname, jsonb_build_object(
+                    'schedule', j.schedule, 'active', j.active,
+                    'last_run', case when r.jobid is null then null else jsonb_build_object(
+                      'status', r.status, 'started_at', r.start_time, 'ended_at', r.end_time,
+                      'message', left(r.return_message, 500)) end)), '{}'::jsonb)
+                  from cron.job j left join last_runs r on r.jobid = j.jobid
+                  where j.jobname like 'wabase-%'),
+    'missing_cron_jobs', (select coalesce(jsonb_agg(w.name order by w.name), '[]'::jsonb)
+                          from wa.jobs w
+                          where not exists (select from cron.job j where j.jobname = w.name)
+                            and (not w.needs_pg_net
+                                 or to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null)),
+    'job_results', (select coalesce(jsonb_object_agg(r.job, jsonb_build_object('ran_at', r.ran_at,
+                                                                               'result', r.result)), '{}'::jsonb)
+                    from (select distinct on (jr.job) jr.job, jr.ran_at, jr.result from wa.job_runs jr
+                          order by jr.job, jr.ran_at desc) r),
+    'circuit_breakers', (select coalesce(jsonb_object_agg(c.name, jsonb_build_object('state', c.state,
+                                                                                     'since', c.updated_at)),
+                                         '{}'::jsonb) from wa.circuit_breakers c)
+  )
+$$;
+comment on function public.ops_metrics() is
+  'What a team watches to know replies flow, as one JSON object: buffer depth, due now, in flight, oldest '
+  'overdue age; claims, completions, dead letters, duplicates suppressed and rate-limit refusals over the last '
+  'hour (totals and per minute); dead letters and sends of unknown outcome in all; expired sessions; each '
+  'wabase pg_cron job with its last run (cron.job_run_details) and what it last did (wa.job_runs); missing '
+  'jobs; circuit breakers; the latest applied migration. Caller: the health function, or anyone holding the '
+  'service role key (it is not granted to anon or authenticated).';
+revoke all on function public.ops_metrics() from public, anon, authenticated;
+grant execute on function public.ops_metrics() to service_role;
+
+-- ops_metrics holds every fact the health function used to read from wa.health.
+drop function wa.health();
+
+-- ============================================================================================
+-- Retention
+-- ============================================================================================
+create table wa.retention_policies (
+  target text primary key check (target in ('webhook_events', 'inbound_receipts', 'message_statuses', 'job_runs',
+                                            'ops_events', 'cron_job_run_details')),
+  keep interval not null check (keep > interval '0'),
+  -- Meta redelivers for up to 7 days: a shorter memory of wamids would store a late redelivery twice.
+  constraint retention_policies_keep_redelivery_window
+    check (target not in ('inbound_receipts', 'message_statuses') or keep >= interval '8 days')
+);
+comment on table wa.retention_policies is
+  'How long the daily retention job keeps each kind of history; change a row to change the job''s next run.';
+revoke all on table wa.retention_policies from public, anon, authenticated, service_role;
+insert into wa.retention_policies (target, keep) values
+  ('webhook_events', '30 days'), ('inbound_receipts', '30 days'), ('message_statuses', '30 days'),
+  ('job_runs', '14 days'), ('ops_events', '7 days'), ('cron_job_run_details', '7 days');
+
+create function wa.purge_history(p_now timestamptz default now())
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_keep jsonb;
+  v_events integer;
+  v_receipts integer;
+  v_statuses integer;
+  v_job_runs integer;
+  v_ops_events integer;
+  v_cron_runs integer;
+  v_result jsonb;
+begin
+  select jsonb_object_agg(p.target, p.keep) into v_keep from wa.retention_policies p;
+  -- A target without a policy is kept, not purged with a guessed age.
+  -- Ingested events only: a rejected body stays until someone has looked at it.
+  delete from wa.webhook_events
+  where received_at < p_now - (v_keep ->> 'webhook_events')::interval and error is null;
+  get diagnostics v_events = row_count;
+  delete from wa.inbound_receipts where last_seen_at < p_now - (v_keep ->> 'inbound_receipts')::interval;
+  get diagnostics v_receipts = row_count;
+  delete from wa.message_statuses where last_seen_at < p_now - (v_keep ->> 'message_statuses')::interval;
+  get diagnostics v_statuses = row_count;
+  delete from wa.job_runs where ran_at < p_now - (v_keep ->> 'job_runs')::interval;
+  get diagnostics v_job_runs = row_count;
+  delete from wa.ops_events where at < p_now - (v_keep ->> 'ops_events')::interval;
+  get diagnostics v_ops_events = row_count;
+  -- pg_cron keeps a row per run of every job forever; on hosted Supabase that table is shared by all jobs.
+  delete from cron.job_run_details
+  where coalesce(end_time, start_time) < p_now - (v_keep ->> 'cron_job_run_details')::interval;
+  get diagnostics v_cron_runs = row_count;
+  v_result := jsonb_build_object('webhook_events', v_events, 'inbound_receipts', v_receipts,
+                                 'message_statuses', v_statuses, 'job_runs', v_job_runs,
+                                 'ops_events', v_ops_events, 'cron_job_run_details', v_cron_runs);
+  insert into wa.job_runs (job, ran_at, result) values ('retention', p_now, v_result);
+  return v_result;
+end;
+$$;
+comment on function wa.purge_history(timestamptz) is
+  'Retention (pg_cron, daily): deletes ingested webhook events, inbound receipts, status events, job runs, '
+  'ops events and pg_cron run details older than their wa.retention_policies row (none: kept); rejected '
+  'events, messages and dead letters are kept. Records and returns the counts removed per target.';
+revoke all on function wa.purge_history(timestamptz) from public, anon, authenticated, service_role;
+
+update wa.jobs set command = 'select wa.purge_history()' where name = 'wabase-retention';
+drop function wa.purge_expired(interval, interval, interval, timestamptz);
+select wa.schedule_jobs();
