@@ -48,6 +48,8 @@ export interface DemoAgentOptions {
   /** 0 (default) picks a free port. */
   port?: number;
   hostname?: string;
+  /** The behaviour of a valid request when no fault is queued (default: reply at once), as in fake-graph.ts. */
+  fault?: () => AgentFault | undefined;
 }
 
 const id = z.union([z.string(), z.number()]);
@@ -279,7 +281,7 @@ export function startDemoAgent(options: DemoAgentOptions = {}): Promise<DemoAgen
     if (!parsed.success) return errorJson(400, "invalid_request", issuesMessage(parsed.error));
 
     // Like fake-graph.ts, only a valid request meets a fault.
-    const fault = queue.shift();
+    const fault = queue.shift() ?? options.fault?.();
     switch (fault?.kind) {
       case undefined:
         return Response.json(demoReply(parsed.data));

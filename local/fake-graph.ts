@@ -419,6 +419,11 @@ export interface FakeGraphOptions {
   keepAlive?: boolean;
   /** Called for every message the fake accepts (the local stack logs them, so the demo is visible). */
   onSent?: (message: SentMessage) => void;
+  /**
+   * The behaviour of a valid request when no fault is queued (default: succeed at once); benchmarks use it
+   * for a fixed latency or a random fault rate.
+   */
+  fault?: () => Fault | undefined;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -707,7 +712,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     }
 
     // Only requests Meta would accept meet a fault: a malformed one is refused before anything else.
-    const fault = queue.shift();
+    const fault = queue.shift() ?? options.fault?.();
     const accept = (): Response => {
       if (valid.kind === "read") {
         readReceipts.push(valid.messageId);

@@ -268,6 +268,22 @@ Deno.test("fake graph: an error fault answers its status, code and Retry-After, 
   });
 });
 
+Deno.test("fake graph: the fault option applies when nothing is queued; queued faults come first", async () => {
+  let calls = 0;
+  const graph = await startFakeGraph({
+    fault: () => (++calls % 2 === 0 ? { kind: "rate_limit" } : undefined),
+  });
+  try {
+    graph.enqueue({ kind: "error", status: 500, code: 131000 });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await send(graph, textSend())).status);
+    assert.deepEqual(statuses, [500, 200, 400]);
+    assert.equal(calls, 2, "consulted only for requests with no queued fault");
+  } finally {
+    await graph.close();
+  }
+});
+
 Deno.test("fake graph: rate_limit answers HTTP 400 code 130429 with Retry-After: 1", async () => {
   await withGraph(async (graph) => {
     graph.enqueue({ kind: "rate_limit" });
@@ -618,6 +634,17 @@ Deno.test("demo agent: error, reply and delay faults", async () => {
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.body, (await ask(agent, request)).body, "a delay changes nothing but timing");
   });
+});
+
+Deno.test("demo agent: the fault option applies when nothing is queued", async () => {
+  const agent = await startDemoAgent({ fault: () => ({ kind: "error", status: 502 }) });
+  try {
+    agent.enqueue({ kind: "delay", ms: 0 });
+    assert.equal((await ask(agent, agentRequest([{ text: "hola" }]))).status, 200);
+    assert.equal((await ask(agent, agentRequest([{ text: "hola" }]))).status, 502);
+  } finally {
+    await agent.close();
+  }
 });
 
 Deno.test("demo agent: hang never answers and close still resolves", async () => {
