@@ -36,9 +36,28 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     while (!options.signal.aborted) {
       try {
         const summary = await processor.drain({ budgetMs: Number.POSITIVE_INFINITY, signal: options.signal });
-        if (summary.batches > 0) options.onDrain?.(summary);
+        if (summary.batches > 0) {
+          // One line per drain that did something, like the function's one line per invocation.
+          const { worker: _, duration_ms, ...counts } = summary;
+          log("info", {
+            function: "buffer-worker",
+            job: "drain",
+            worker: workerId,
+            outcome: "ok",
+            duration_ms,
+            counts,
+          });
+          options.onDrain?.(summary);
+        }
       } catch (error) {
-        log("error", { fn: "buffer-worker", worker: workerId, error: errorMessage(error) });
+        log("error", {
+          function: "buffer-worker",
+          job: "drain",
+          worker: workerId,
+          outcome: "failed",
+          error_code: "drain_failed",
+          error: errorMessage(error),
+        });
       }
       // Sleep until the next buffer is due or an expired lease becomes claimable, at most 30 s.
       const [next] = await sql<{ db_now: number; next_at: number | null }[]>`
@@ -72,6 +91,6 @@ if (import.meta.main) {
   }
   const { loadLocalEnv } = await import("./env.ts");
   await loadLocalEnv();
-  log("info", { fn: "buffer-worker", msg: "buffer worker started", pid: Deno.pid });
+  log("info", { function: "buffer-worker", msg: "buffer worker started", pid: Deno.pid });
   await runWorker({ signal: controller.signal });
 }

@@ -16,7 +16,7 @@ const graph = await startFakeGraph({
   accessToken: Deno.env.get("WHATSAPP_ACCESS_TOKEN"),
   onSent: (message) =>
     log("info", {
-      fn: "fake-graph-api",
+      function: "fake-graph-api",
       msg: "message sent to WhatsApp (fake)",
       wamid: message.wamid,
       to: message.body.to ?? message.body.recipient,

@@ -37,10 +37,11 @@ Deno.test("an HttpError becomes the JSON error envelope with its status, headers
     error: { code: "conflict_here", message: "it conflicts", details: { field: "x" } },
   });
   assert.equal(lines.length, 1);
-  assert.equal(lines[0]?.fn, "demo");
+  assert.equal(lines[0]?.function, "demo");
   assert.equal(lines[0]?.request_id, "req-123");
   assert.equal(lines[0]?.status, 409);
   assert.equal(lines[0]?.outcome, "rejected");
+  assert.equal(lines[0]?.error_code, "conflict_here");
   assert.equal(typeof lines[0]?.duration_ms, "number");
 });
 
@@ -56,6 +57,7 @@ Deno.test("an unexpected error is a 500 that does not leak its message, but is l
   assert.equal(body.error.code, "internal_error");
   assert.doesNotMatch(body.error.message, /hunter2/);
   assert.equal(lines[0]?.level, "error");
+  assert.equal(lines[0]?.error_code, "internal_error");
   assert.match(String(lines[0]?.error), /hunter2/);
 });
 

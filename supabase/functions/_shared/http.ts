@@ -107,7 +107,8 @@ export function createHandler<S extends z.ZodObject>(
     const url = new URL(req.url);
     const logFields: Record<string, unknown> = {};
     let response: Response;
-    let failure: unknown;
+    let failure: HttpError | undefined;
+    let cause: unknown;
     let cors: Record<string, string> | null = {};
     try {
       cors = corsHeaders(req, loadEnv(corsEnv).CORS_ALLOWED_ORIGINS);
@@ -124,8 +125,9 @@ export function createHandler<S extends z.ZodObject>(
         });
       }
     } catch (error) {
-      failure = error;
-      response = errorResponse(asHttpError(error));
+      cause = error;
+      failure = asHttpError(error);
+      response = errorResponse(failure);
     }
     const headers = new Headers(response.headers);
     for (const [key, value] of Object.entries(cors ?? {})) headers.set(key, value);
@@ -136,7 +138,7 @@ export function createHandler<S extends z.ZodObject>(
       headers,
     });
     log(final.status >= 500 ? "error" : "info", {
-      fn: spec.name,
+      function: spec.name,
       request_id: id,
       method: req.method,
       path: url.pathname,
@@ -144,7 +146,7 @@ export function createHandler<S extends z.ZodObject>(
       outcome: final.status < 400 ? "ok" : final.status < 500 ? "rejected" : "failed",
       duration_ms: Math.round((performance.now() - started) * 10) / 10,
       ...logFields,
-      ...(failure === undefined ? {} : { error: errorMessage(failure) }),
+      ...(failure === undefined ? {} : { error_code: failure.code, error: errorMessage(cause) }),
     });
     return final;
   };

@@ -29,7 +29,11 @@ export const handler = createHandler({
         throw error;
       });
     const summary = await (await processor).drain();
-    Object.assign(logFields, { batches: summary.batches, outcomes: summary.outcomes });
+    logFields.counts = {
+      batches: summary.batches,
+      ...summary.outcomes,
+      session_retries: summary.session_retries,
+    };
     return json(summary);
   },
 });

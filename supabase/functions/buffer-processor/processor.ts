@@ -94,7 +94,7 @@ function processorFrom(deps: Dependencies): Processor {
     } catch (error) {
       if (fallbackText === null) throw error;
       log("warn", {
-        fn: "buffer-processor",
+        function: "buffer-processor",
         job: "agent",
         worker: workerId,
         error: errorMessage(error),
@@ -218,7 +218,7 @@ function processorFrom(deps: Dependencies): Processor {
       if (noted.status === "rejected") {
         bookkeepingFailures++;
         log("warn", {
-          fn: "buffer-processor",
+          function: "buffer-processor",
           job: "bookkeeping",
           worker: workerId,
           error: errorMessage(noted.reason),
@@ -226,7 +226,7 @@ function processorFrom(deps: Dependencies): Processor {
       }
     }
     log(outcome === "retry" || outcome === "dead_letter" ? "warn" : "info", {
-      fn: "buffer-processor",
+      function: "buffer-processor",
       job: "batch",
       worker: workerId,
       conversation_id: claim.conversation_id,
@@ -286,7 +286,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
   const persist = (name: string) => (state: BreakerState, snapshot: unknown) => {
     store.saveBreaker(name, state, snapshot).catch((error) =>
       log("warn", {
-        fn: "buffer-processor",
+        function: "buffer-processor",
         job: "breaker",
         breaker: name,
         state,

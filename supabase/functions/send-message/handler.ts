@@ -125,7 +125,7 @@ async function markRead(req: Request, env: Env, actor: string, sql: Sql) {
   if (row?.receipt_wamid) {
     // Settled: blue ticks are a courtesy; the read state is already stored.
     receiptSent = await graphClient(env).markRead(row.phone_number_id, row.receipt_wamid).catch((error) => {
-      log("warn", { fn: "send-message", job: "read-receipt", error: errorMessage(error) });
+      log("warn", { function: "send-message", job: "read-receipt", error: errorMessage(error) });
       return false;
     });
   }

@@ -74,7 +74,7 @@ export const handler = createHandler({
       logFields.rejected = outcome.reason;
       return json({ received: true, event_id: outcome.eventId, rejected: outcome.reason });
     }
-    Object.assign(logFields, outcome.counts);
+    logFields.counts = outcome.counts;
     return json({ received: true, ...outcome.counts });
   },
 });

@@ -1,0 +1,98 @@
+// The status page in a real browser: headless Chromium on a phone-sized viewport, against the real functions
+// server and test database, after real processor activity. A screenshot lands in bench/results/ (ignored by git).
+import assert from "node:assert/strict";
+import { launchChromium } from "../../../local/testing/browser.ts";
+import { testDbUrl, testSql } from "../../../local/testing/db.ts";
+import {
+  clearBuffers,
+  processorTestEnv,
+  seedDueBuffers,
+  startFakes,
+} from "../../../local/testing/processor.ts";
+import { spawnServer } from "../../../local/testing/server.ts";
+import { createProcessor } from "../buffer-processor/processor.ts";
+import type { OpsMetrics } from "./readiness.ts";
+
+const screenshot = new URL("../../../bench/results/status-page.png", import.meta.url);
+const PHONE = { width: 390, height: 844 };
+
+Deno.test("the status page shows the figures and the last hour's chart, refreshes itself, without errors", async () => {
+  const sql = testSql();
+  const fakes = await startFakes();
+  await clearBuffers(sql);
+  const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl() });
+  const browser = await launchChromium();
+  let deadLetter: string | undefined;
+  try {
+    // Activity to show: three batches claimed and answered, one dead letter, two buffers due now.
+    await seedDueBuffers(sql, 3);
+    const summary = await (await createProcessor(processorTestEnv(fakes), sql, "status-page-test")).drain();
+    assert.equal(summary.batches, 3);
+    const [inserted] = await sql<{ id: string }[]>`
+      insert into wa.dead_letters (conversation_id, fence, attempts, errors, messages)
+      select id, 0, 5, '[]', '[]' from public.conversations limit 1 returning id::text`;
+    deadLetter = inserted?.id;
+    await seedDueBuffers(sql, 2);
+    const expected: OpsMetrics = (await (await fetch(`${server.url}health/metrics`)).json()).metrics;
+
+    const page = await browser.newPage({ viewport: PHONE });
+    const problems: string[] = [];
+    page.on("console", (message) => {
+      if (message.type() === "error" || message.type() === "warning") problems.push(message.text());
+    });
+    page.on("pageerror", (error) => problems.push(error.message));
+    page.on("requestfailed", (request) => problems.push(`request failed: ${request.url()}`));
+    await page.goto(`${server.url}health/status?refresh=1`);
+    // (Expressions evaluated in the page are strings: this file is type-checked without the DOM library.)
+    await page.waitForFunction(`document.getElementById("state").textContent !== "loading"`);
+
+    const text = async (id: string) => (await page.textContent(`#${id}`))?.trim();
+    assert.equal(await text("state"), "ready");
+    assert.equal(await text("due_now"), "2");
+    assert.equal(await text("buffers"), "2");
+    assert.equal(await text("claims"), String(expected.last_hour.claims));
+    assert.equal(await text("completions"), String(expected.last_hour.completions));
+    assert.ok(expected.last_hour.completions >= 3);
+    assert.equal(await text("dead_letters_hour"), "1");
+    assert.equal(await text("dead_letters"), String(expected.dead_letters));
+    const jobs = await page.locator("#jobs tr").count();
+    assert.equal(jobs, Object.keys(expected.cron_jobs).length);
+
+    // The chart: one line per series, one point per minute, this minute's claims above the baseline.
+    const lines = await Promise.all(
+      (await page.locator("#chart polyline").all()).map(async (line) => ({
+        series: await line.getAttribute("data-series"),
+        points: ((await line.getAttribute("points")) ?? "").split(" ").map((p) => Number(p.split(",")[1])),
+      })),
+    );
+    assert.deepEqual(lines.map((l) => [l.series, l.points.length]), [
+      ["claims", 60],
+      ["completions", 60],
+      ["dead_letters", 60],
+    ]);
+    const claims = lines[0]!.points;
+    assert.ok(
+      claims.at(-1)! < claims[0]!,
+      "the current minute's claims are drawn higher than an idle minute",
+    );
+
+    // Readable on a phone: nothing wider than the screen.
+    const width = Number(await page.evaluate("document.documentElement.scrollWidth"));
+    assert.ok(width <= PHONE.width, `page width ${width} px on a ${PHONE.width} px screen`);
+
+    // It refreshes itself: a new due buffer shows up without a reload.
+    await seedDueBuffers(sql, 1);
+    await page.waitForFunction(`document.getElementById("due_now").textContent === "3"`);
+
+    await Deno.mkdir(new URL(".", screenshot), { recursive: true });
+    await page.screenshot({ path: screenshot.pathname, fullPage: true });
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    if (deadLetter !== undefined) await sql`delete from wa.dead_letters where id = ${deadLetter}`;
+    await clearBuffers(sql);
+    await server.stop();
+    await sql.end();
+    await fakes.close();
+  }
+});
