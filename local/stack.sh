@@ -41,16 +41,24 @@ start_server() {
   echo $! >"$SERVER_PID"
 }
 
+# Waits until readiness is 200 (database, migrations, cron jobs, worker draining, breakers); on timeout says
+# why, from the readiness reasons.
 wait_healthy() {
   node -e '
     const url = process.argv[1], deadline = Date.now() + 60_000;
+    let last = "the functions server did not answer";
     (async () => {
       while (Date.now() < deadline) {
-        try { if ((await fetch(url)).status === 200) process.exit(0); } catch {}
+        try {
+          const res = await fetch(url);
+          if (res.status === 200) process.exit(0);
+          last = (await res.json()).reasons?.join("; ") ?? String(res.status);
+        } catch {}
         await new Promise((r) => setTimeout(r, 200));
       }
+      console.error(last);
       process.exit(1);
-    })();' "$FUNCTIONS_URL/health" || die "functions did not become healthy; see $SERVER_LOG"
+    })();' "$FUNCTIONS_URL/health/ready" || die "wabase did not become ready (above); see $SERVER_LOG"
 }
 
 print_urls() {
@@ -61,7 +69,8 @@ print_urls() {
   wabase is running
   Database    postgresql://postgres:postgres@127.0.0.1:$DB_PORT/postgres
   Functions   $FUNCTIONS_URL/<name>
-  Health      curl $FUNCTIONS_URL/health
+  Readiness   curl $FUNCTIONS_URL/health/ready
+  Status page $FUNCTIONS_URL/health/status
   Webhook     $FUNCTIONS_URL/whatsapp-webhook
   Logs        $SERVER_LOG
 
