@@ -2,8 +2,7 @@ import assert from "node:assert/strict";
 import { createRouter } from "./functions-server.ts";
 import { createVerifier } from "../supabase/functions/_shared/auth.ts";
 import { localEnvDefaults } from "./env.ts";
-import { testDbUrl, testSql } from "./testing/db.ts";
-import { clearBuffers, seedDueBuffers } from "./testing/processor.ts";
+import { testDbUrl } from "./testing/db.ts";
 import { runServerToExit, spawnServer } from "./testing/server.ts";
 
 Deno.test("serves each function at /functions/v1/<name>, and 404 for an unknown one", async () => {
@@ -55,37 +54,4 @@ Deno.test("like the gateway, verify_jwt functions need a valid JWT of any role; 
   assert.equal((await call("guarded", { method: "OPTIONS" })).status, 200);
   assert.equal((await call("open")).status, 200);
   assert.deepEqual(seen, ["/guarded/sub/path", "/guarded", "/open"]);
-});
-
-Deno.test("health answers 503 when buffers are overdue or a circuit breaker is open", async () => {
-  const sql = testSql();
-  await clearBuffers(sql);
-  const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl(), HEALTH_MAX_OVERDUE_SECONDS: "60" });
-  try {
-    await seedDueBuffers(sql, 1);
-    await sql`update wa.buffers set due_at = now() - interval '5 minutes'`;
-    const overdue = await (await fetch(`${server.url}health`)).json();
-    assert.equal(overdue.status, "degraded");
-    assert.equal(overdue.checks.buffers.ok, false);
-    assert.ok(overdue.checks.buffers.oldest_overdue_seconds >= 300);
-    await clearBuffers(sql);
-    await sql`select wa.save_circuit_breaker('graph', 'open', null)`;
-    const res = await fetch(`${server.url}health`);
-    const open = await res.json();
-    assert.equal(res.status, 503);
-    assert.equal(
-      await fetch(`${server.url}health/ready`).then((r) => r.body?.cancel().then(() => r.status)),
-      503,
-    );
-    assert.match(
-      await (await fetch(`${server.url}health/metrics`)).text(),
-      /^wabase_circuit_breaker_open\{breaker="graph"\} 1$/m,
-    );
-    assert.equal(open.checks.circuit_breakers.ok, false);
-    assert.equal(open.checks.buffers.ok, true);
-  } finally {
-    await clearBuffers(sql);
-    await sql.end();
-    await server.stop();
-  }
 });

@@ -144,6 +144,46 @@ Deno.test("readiness is 503 with the reason when the database is unreachable; Pr
   }
 });
 
+Deno.test("readiness names an open circuit breaker and a failed cron run; the metrics show both", async () => {
+  const sql = testSql();
+  await clearBuffers(sql);
+  const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl() });
+  let runId: string | undefined;
+  try {
+    await sql`select wa.save_circuit_breaker('graph', 'open', null)`;
+    const [run] = await sql<{ runid: string }[]>`
+      insert into cron.job_run_details (jobid, database, username, command, status, return_message, start_time,
+                                        end_time)
+      select jobid, 'postgres', 'postgres', command, 'failed', 'ERROR:  boom', now() + interval '1 hour',
+             now() + interval '1 hour'
+      from cron.job where jobname = 'wabase-orphan-sweep'
+      returning runid::text`;
+    runId = run?.runid;
+    const res = await fetch(`${server.url}health/ready`);
+    const body = await res.json();
+    assert.equal(res.status, 503);
+    assert.deepEqual(
+      Object.entries(body.checks).filter(([, c]) => !(c as { ok: boolean }).ok).map(([n]) => n),
+      [
+        "cron_jobs",
+        "circuit_breakers",
+      ],
+    );
+    assert.match(body.reasons[0], /^cron job wabase-orphan-sweep failed at .*: ERROR: {2}boom$/);
+    assert.match(body.reasons[1], /^circuit breaker graph open since /);
+    const text = await (await fetch(`${server.url}health/metrics`, { headers: { accept: "text/plain" } }))
+      .text();
+    assert.match(text, /^wabase_circuit_breaker_open\{breaker="graph"\} 1$/m);
+    assert.match(text, /^wabase_cron_job_last_run_ok\{job="wabase-orphan-sweep"\} 0$/m);
+    assert.match(text, /^wabase_ready 0$/m);
+  } finally {
+    if (runId !== undefined) await sql`delete from cron.job_run_details where runid = ${runId}`;
+    await clearBuffers(sql);
+    await server.stop();
+    await sql.end();
+  }
+});
+
 Deno.test("with HEALTH_TOKEN set, metrics and the status page need it; liveness and readiness do not", async () => {
   const token = "a-long-enough-health-token";
   const server = await spawnServer({ SUPABASE_DB_URL: testDbUrl(), HEALTH_TOKEN: token });
