@@ -46,10 +46,16 @@ export async function clearBuffers(sql: postgres.Sql): Promise<void> {
 }
 
 /**
- * Ingests `count` text messages, one per new contact, on a fresh business number, as if they arrived a
- * minute ago: every buffer is due at once. Returns the number and the contacts' wa_ids.
+ * Ingests `count` text messages, one per new contact, on a fresh business number, as if they arrived
+ * `receivedSecondsAgo` ago (default a minute: with the 10 s quiet period every buffer is due at once).
+ * Returns the number and the contacts' wa_ids.
  */
-export async function seedDueBuffers(sql: postgres.Sql, count: number, perContact = 1) {
+export async function seedDueBuffers(
+  sql: postgres.Sql,
+  count: number,
+  perContact = 1,
+  receivedSecondsAgo = 60,
+) {
   const phoneNumberId = String(100000000000000 + Math.floor(Math.random() * 1e13));
   const waIds = Array.from(
     { length: count },
@@ -64,7 +70,8 @@ export async function seedDueBuffers(sql: postgres.Sql, count: number, perContac
   const payload = webhook(
     messagesChange({ phoneNumberId, contacts: waIds.map((id) => contact(id, `C ${id}`)), messages }),
   );
-  await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb, now() - interval '1 minute')`;
+  await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb,
+                                    now() - make_interval(secs => ${receivedSecondsAgo}::double precision))`;
   return { phoneNumberId, waIds };
 }
 

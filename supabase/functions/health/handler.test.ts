@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 import parsePrometheus from "parse-prometheus-text-format";
 import { runWorker } from "../../../local/buffer-worker.ts";
 import { testDbUrl, testSql } from "../../../local/testing/db.ts";
-import { clearBuffers, processorTestEnv, startFakes } from "../../../local/testing/processor.ts";
+import {
+  clearBuffers,
+  processorTestEnv,
+  seedDueBuffers,
+  startFakes,
+} from "../../../local/testing/processor.ts";
 import { spawnServer } from "../../../local/testing/server.ts";
 import {
   contact,
@@ -35,18 +40,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** One text message from a new contact on a new number, due `dueInSeconds` from now (10 s quiet period). */
+/** One buffer on a new number, due `dueInSeconds` from now (the quiet period is 10 s); returns its due time. */
 async function burstDueIn(sql: Sql, dueInSeconds: number): Promise<number> {
-  const suffix = String(Date.now()).slice(-9);
-  const payload = webhook(messagesChange({
-    phoneNumberId: `77${suffix}`,
-    contacts: [contact(`52155${suffix}`, "Health")],
-    messages: [inboundMessage("text", { from: `52155${suffix}`, content: { body: "hola" } })],
-  }));
-  await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb,
-                                    now() - make_interval(secs => 10 - ${dueInSeconds}::double precision))`;
+  const { phoneNumberId } = await seedDueBuffers(sql, 1, 1, 10 - dueInSeconds);
   const [row] = await sql<{ due_ms: number }[]>`
-    select extract(epoch from due_at) * 1000 as due_ms from wa.buffers where phone_number_id = ${`77${suffix}`}`;
+    select extract(epoch from due_at) * 1000 as due_ms from wa.buffers where phone_number_id = ${phoneNumberId}`;
   return Number(row!.due_ms);
 }
 
