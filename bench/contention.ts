@@ -65,7 +65,7 @@ async function naive(sql: Sql): Promise<Round> {
 }
 
 export async function contention(ctx: BenchContext): Promise<BenchResult> {
-  const res = result("contention");
+  const res = result("contention", { writers: WRITERS });
   const sql = postgres(ctx.dbUrl, { max: WRITERS + 5, onnotice: () => {} });
   try {
     // A retry budget large enough that every writer eventually lands (as in session.test.ts).
@@ -81,6 +81,7 @@ export async function contention(ctx: BenchContext): Promise<BenchResult> {
         unit: `/${WRITERS}`,
         baseline: base.succeeded - base.counter,
         baselineLabel: label,
+        target: "0",
       },
       {
         metric: "writes/s",
@@ -99,6 +100,7 @@ export async function contention(ctx: BenchContext): Promise<BenchResult> {
         metric: "default policy: lost updates",
         value: defaults.succeeded - defaults.counter,
         unit: `/${WRITERS}`,
+        target: "0",
       },
     );
     check(res, "lost updates (200-retry budget)", patient.succeeded - patient.counter, 0);
@@ -109,7 +111,7 @@ export async function contention(ctx: BenchContext): Promise<BenchResult> {
         "(10 ms base, 100 ms cap) so every write lands; with the helper's defaults (3 retries) the writers " +
         "that keep losing get a VersionConflictError instead of a silent overwrite.",
     );
-    res.details = { patient, defaults, naive: base };
+    res.samples = { patient, defaults, naive: base };
   } finally {
     await sql.end();
   }

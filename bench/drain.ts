@@ -1,43 +1,81 @@
-// SPEC 8.2 — buffer drain. 2,000 due buffers drained by 1, 2, 4 and 8 processors (createProcessor, one lane
-// each) against the fake Graph API and the demo agent: batches/s, and double processing (a conversation the
-// fake Graph API got more than one send for: must be 0). Baseline: pg-boss on the same database (its own
-// schema `pgboss`): 2,000 jobs, then fetch+complete loops with the same worker counts. pg-boss's loop only
-// moves jobs, so wabase's own claim+complete loop (no agent, no send) is measured too, for the like-for-like
-// queue cost.
-import postgres from "postgres";
-import { PgBoss } from "npm:pg-boss@12.38.0";
+// Issue 10 §3 / SPEC 8.2 — buffer drain. 10,000 due buffers (one message each) drained by 1, 2, 4 and 8
+// processors (createProcessor, each on its own pool) against the demo agent and the fake Graph API, once with
+// both answering at once and once with both taking 200 ms: batches/s, sends/s, and double processing (a
+// conversation the agent was asked about twice) and double sends (a customer who got two replies), both 0.
+// Each worker count drains for a fixed window from the same deep queue (the last one, at 0 ms, to empty: the
+// whole 10,000 are accounted for); at 200 ms a run is latency-bound, so each worker gets 4 lanes (the default)
+// and the runs stop after their window. Baselines on the same database in the same run, with the same worker
+// counts and batch sizes 1 and 50: pg-boss (fetch+complete loop) and graphile-worker (no-op jobs), against
+// wabase's own claim+complete with nothing in between.
 import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
-import { clearBuffers, processorTestEnv, seedDueBuffers, startFakes } from "../local/testing/processor.ts";
-import { type BenchContext, type BenchResult, check, result } from "./lib.ts";
+import { clearBuffers, type Fakes, processorTestEnv, seedDueBuffers } from "../local/testing/processor.ts";
+import { latency, startBenchFakes } from "./fakes.ts";
+import { type BenchContext, type BenchResult, check, connect, result, type Row } from "./lib.ts";
+import { type QueueRun, Tally } from "./baselines/queue.ts";
+import { pgBossDrain } from "./baselines/pg-boss.ts";
+import { graphileDrain } from "./baselines/graphile-worker.ts";
 
-const BUFFERS = 2_000;
-const WORKER_COUNTS = [1, 2, 4, 8];
-const QUEUE = "wabase-bench";
-const BUDGET_MS = 60_000;
+const FULL = { buffers: 10_000, workers: [1, 2, 4, 8], windowMs: 8_000 };
+const QUICK = { buffers: 1_000, workers: [1, 4], windowMs: 2_000 };
+const LATENCIES_MS = [0, 200];
+const BATCH_SIZES = [1, 50];
+const LANES_AT_LATENCY = 4;
 
-interface Run {
+type Plan = typeof FULL;
+
+interface ProcessorRun {
+  latencyMs: number;
   workers: number;
+  lanes: number;
   batches: number;
+  sends: number;
   seconds: number;
-  perSecond: number;
-  /** Conversations (or jobs) handled more than once, counted once per extra time. */
-  doubles: number;
-  outcomes?: Record<string, number>;
+  batchesPerSecond: number;
+  sendsPerSecond: number;
+  outcomes: Record<string, number>;
 }
 
-/** The whole processor: claim, context, agent, reply row, Graph send, record, complete. */
-async function processorRun(ctx: BenchContext, workers: number): Promise<Run> {
-  const fakes = await startFakes();
-  const admin = postgres(ctx.dbUrl, { max: 2, onnotice: () => {} });
-  const pools = Array.from({ length: workers }, () => postgres(ctx.dbUrl, { max: 2, onnotice: () => {} }));
+interface ProcessorSeries {
+  latencyMs: number;
+  runs: ProcessorRun[];
+  /** Buffers left when the series ended (0 when it drained to empty). */
+  left: number;
+  batches: number;
+  sends: number;
+  /** Conversations the agent was asked about more than once, counted once per extra time. */
+  doubleProcessing: number;
+  /** Customers sent more than one reply, counted once per extra send. */
+  doubleSends: number;
+  /** Batches settled with any outcome but "replied". */
+  notReplied: number;
+}
+
+function extras(counts: Iterable<number>): number {
+  let sum = 0;
+  for (const n of counts) sum += Math.max(0, n - 1);
+  return sum;
+}
+
+/** `workers` processors drain until `signal` aborts or nothing is due. */
+async function processorRun(
+  ctx: BenchContext,
+  fakes: Fakes,
+  latencyMs: number,
+  workers: number,
+  signal: AbortSignal | undefined,
+): Promise<ProcessorRun> {
+  const lanes = latencyMs === 0 ? 1 : LANES_AT_LATENCY;
+  const env = processorTestEnv(fakes, {
+    SUPABASE_DB_URL: ctx.dbUrl,
+    PROCESSOR_CONCURRENCY: String(lanes),
+  });
+  const pools = Array.from({ length: workers }, () => connect(ctx, lanes + 1));
   try {
-    await clearBuffers(admin);
-    const { phoneNumberId } = await seedDueBuffers(admin, BUFFERS);
-    const env = processorTestEnv(fakes, { PROCESSOR_CONCURRENCY: "1" });
     const processors = await Promise.all(pools.map((sql, i) => createProcessor(env, sql, `bench-${i}`)));
+    const sendsBefore = fakes.graph.sent.length;
     const started = performance.now();
     const summaries: DrainSummary[] = await Promise.all(
-      processors.map((processor) => processor.drain({ budgetMs: BUDGET_MS })),
+      processors.map((processor) => processor.drain({ budgetMs: Number.POSITIVE_INFINITY, signal })),
     );
     const seconds = (performance.now() - started) / 1000;
     const outcomes: Record<string, number> = {};
@@ -47,19 +85,67 @@ async function processorRun(ctx: BenchContext, workers: number): Promise<Run> {
       }
     }
     const batches = summaries.reduce((sum, s) => sum + s.batches, 0);
-    // Sends the fake Graph API accepted, per recipient (one conversation per recipient here).
-    const perRecipient = new Map<string, number>();
-    for (const sent of fakes.graph.sent) {
-      if (sent.phoneNumberId !== phoneNumberId) continue;
-      const to = String(sent.body.to ?? sent.body.recipient).replace(/^\+/, "");
-      perRecipient.set(to, (perRecipient.get(to) ?? 0) + 1);
-    }
-    const doubles = [...perRecipient.values()].reduce((sum, n) => sum + Math.max(0, n - 1), 0);
-    outcomes.sends = fakes.graph.sent.length;
-    outcomes.recipients = perRecipient.size;
-    return { workers, batches, seconds, perSecond: batches / seconds, doubles, outcomes };
+    const sends = fakes.graph.sent.length - sendsBefore;
+    return {
+      latencyMs,
+      workers,
+      lanes,
+      batches,
+      sends,
+      seconds,
+      batchesPerSecond: batches / seconds,
+      sendsPerSecond: sends / seconds,
+      outcomes,
+    };
   } finally {
     await Promise.all(pools.map((sql) => sql.end()));
+  }
+}
+
+/** One deep queue, drained by each worker count in turn for `windowMs`; at 0 ms the last one empties it. */
+async function processorSeries(ctx: BenchContext, plan: Plan, latencyMs: number): Promise<ProcessorSeries> {
+  const fakes = await startBenchFakes(latency(latencyMs));
+  const admin = connect(ctx, 2);
+  try {
+    await clearBuffers(admin);
+    const { phoneNumberId } = await seedDueBuffers(admin, plan.buffers);
+    const runs: ProcessorRun[] = [];
+    for (const [i, workers] of plan.workers.entries()) {
+      const toEmpty = latencyMs === 0 && i === plan.workers.length - 1;
+      runs.push(
+        await processorRun(
+          ctx,
+          fakes,
+          latencyMs,
+          workers,
+          toEmpty ? undefined : AbortSignal.timeout(plan.windowMs),
+        ),
+      );
+    }
+    const [left] = await admin<{ n: number }[]>`
+      select count(*)::int as n from wa.buffers where phone_number_id = ${phoneNumberId}`;
+    const asked = new Map<string, number>();
+    for (const request of fakes.agent.requests) {
+      const id = String((request.body as { conversation?: { id?: string } }).conversation?.id);
+      asked.set(id, (asked.get(id) ?? 0) + 1);
+    }
+    const perRecipient = new Map<string, number>();
+    for (const sent of fakes.graph.sent) {
+      const to = String(sent.body.to);
+      perRecipient.set(to, (perRecipient.get(to) ?? 0) + 1);
+    }
+    const batches = runs.reduce((sum, run) => sum + run.batches, 0);
+    return {
+      latencyMs,
+      runs,
+      left: left!.n,
+      batches,
+      sends: fakes.graph.sent.length,
+      doubleProcessing: extras(asked.values()),
+      doubleSends: extras(perRecipient.values()),
+      notReplied: batches - runs.reduce((sum, run) => sum + (run.outcomes.replied ?? 0), 0),
+    };
+  } finally {
     await clearBuffers(admin);
     await admin.end();
     await fakes.close();
@@ -67,133 +153,161 @@ async function processorRun(ctx: BenchContext, workers: number): Promise<Run> {
 }
 
 /** wabase's queue alone: wa.claim_buffers + wa.complete_buffer, nothing in between. */
-async function claimCompleteRun(ctx: BenchContext, workers: number): Promise<Run> {
-  const admin = postgres(ctx.dbUrl, { max: 2, onnotice: () => {} });
-  const sql = postgres(ctx.dbUrl, { max: workers, onnotice: () => {} });
+async function claimCompleteDrain(
+  ctx: BenchContext,
+  buffers: number,
+  workers: number,
+  batchSize: number,
+): Promise<QueueRun> {
+  const admin = connect(ctx, 2);
+  const sql = connect(ctx, workers);
   try {
     await clearBuffers(admin);
-    await seedDueBuffers(admin, BUFFERS);
-    const seen = new Map<string, number>();
-    let batches = 0;
-    const started = performance.now();
+    await seedDueBuffers(admin, buffers);
+    const tally = new Tally();
     await Promise.all(Array.from({ length: workers }, async (_, w) => {
       for (;;) {
-        const [claim] = await sql<{ conversation_id: string; fence: string; up_to_seq: string }[]>`
-          select conversation_id, fence, up_to_seq from wa.claim_buffers(${`bench-q-${w}`}, 1)`;
-        if (claim === undefined) return;
-        seen.set(claim.conversation_id, (seen.get(claim.conversation_id) ?? 0) + 1);
-        await sql`select wa.complete_buffer(${claim.fence}, ${claim.up_to_seq})`;
-        batches++;
+        const claims = await sql<{ conversation_id: string; fence: string; up_to_seq: string }[]>`
+          select conversation_id, fence, up_to_seq from wa.claim_buffers(${`bench-q-${w}`}, ${batchSize})`;
+        if (claims.length === 0) return;
+        for (const claim of claims) tally.see(claim.conversation_id);
+        // One round trip per claim, like a fetch+complete loop: the batch is completed in one statement.
+        await sql`
+          select wa.complete_buffer(f, s)
+          from unnest(${claims.map((c) => c.fence)}::bigint[], ${
+          claims.map((c) => c.up_to_seq)
+        }::bigint[]) as t(f, s)`;
       }
     }));
-    const seconds = (performance.now() - started) / 1000;
-    const doubles = [...seen.values()].reduce((sum, n) => sum + n - 1, 0);
-    return { workers, batches, seconds, perSecond: batches / seconds, doubles };
+    return tally.run("wabase", workers, batchSize);
   } finally {
     await clearBuffers(admin);
     await Promise.all([admin.end(), sql.end()]);
   }
 }
 
-/** pg-boss: insert the jobs, then each worker fetches one job and completes it until none is left. */
-async function pgBossRun(ctx: BenchContext, workers: number): Promise<Run> {
-  const boss = new PgBoss({
-    connectionString: ctx.dbUrl,
-    schema: "pgboss",
-    // Room for its own bookkeeping queries besides the workers' fetch and complete.
-    max: workers + 2,
-    supervise: false,
-    schedule: false,
-    registerInstance: false,
-  });
-  const errors: unknown[] = [];
-  boss.on("error", (error: unknown) => void errors.push(error));
-  await boss.start();
-  try {
-    await boss.createQueue(QUEUE);
-    await boss.insert(QUEUE, Array.from({ length: BUFFERS }, (_, i) => ({ data: { conversation: i } })));
-    const seen = new Map<string, number>();
-    let batches = 0;
-    const started = performance.now();
-    await Promise.all(Array.from({ length: workers }, async () => {
-      for (;;) {
-        const [job] = await boss.fetch(QUEUE, { batchSize: 1 });
-        if (job === undefined) return;
-        seen.set(job.id, (seen.get(job.id) ?? 0) + 1);
-        await boss.complete(QUEUE, job.id);
-        batches++;
-      }
-    }));
-    const seconds = (performance.now() - started) / 1000;
-    if (errors.length > 0) throw errors[0];
-    const doubles = [...seen.values()].reduce((sum, n) => sum + n - 1, 0);
-    return { workers, batches, seconds, perSecond: batches / seconds, doubles };
-  } finally {
-    await boss.deleteQueue(QUEUE).catch(() => {});
-    await boss.stop({ graceful: false, close: true });
-  }
-}
+const plural = (n: number) => `${n} worker${n > 1 ? "s" : ""}`;
 
 export async function drain(ctx: BenchContext): Promise<BenchResult> {
-  const res = result("drain");
-  const full: Run[] = [];
-  const queue: Run[] = [];
-  const boss: Run[] = [];
-  let bossError: string | undefined;
-  for (const workers of WORKER_COUNTS) {
-    full.push(await processorRun(ctx, workers));
-    queue.push(await claimCompleteRun(ctx, workers));
-    if (bossError === undefined) {
-      try {
-        boss.push(await pgBossRun(ctx, workers));
-      } catch (error) {
-        bossError = error instanceof Error ? error.message : String(error);
+  const plan = ctx.quick ? QUICK : FULL;
+  const res = result("drain", {
+    buffers: plan.buffers,
+    workers: plan.workers,
+    window_ms: plan.windowMs,
+    fake_latency_ms: LATENCIES_MS,
+    lanes: { "0": 1, "200": LANES_AT_LATENCY },
+    batch_sizes: BATCH_SIZES,
+  });
+  const series: ProcessorSeries[] = [];
+  for (const latencyMs of LATENCIES_MS) series.push(await processorSeries(ctx, plan, latencyMs));
+  const queues: QueueRun[] = [];
+  const failures: string[] = [];
+  for (const batchSize of BATCH_SIZES) {
+    for (const workers of plan.workers) {
+      queues.push(await claimCompleteDrain(ctx, plan.buffers, workers, batchSize));
+      for (const baseline of [pgBossDrain, graphileDrain]) {
+        try {
+          queues.push(await baseline(ctx.dbUrl, plan.buffers, workers, batchSize));
+        } catch (error) {
+          failures.push(`${baseline.name} (${workers} workers, batch ${batchSize}): ${error}`);
+        }
       }
     }
   }
-  const label = "pg-boss fetch+complete";
-  for (const [i, run] of full.entries()) {
-    const baseline = boss[i];
+  const queue = (system: string, workers: number, batchSize: number) =>
+    queues.find((q) => q.system === system && q.workers === workers && q.batchSize === batchSize);
+
+  for (const s of series) {
+    for (const run of s.runs) {
+      const boss = queue("pg-boss", run.workers, 1);
+      res.rows.push({
+        metric: `full processor, ${s.latencyMs} ms fakes, ${plural(run.workers)}` +
+          `${run.lanes > 1 ? ` × ${run.lanes} lanes` : ""}: batches/s`,
+        value: run.batchesPerSecond,
+        unit: "/s",
+        ...(s.latencyMs === 0 && boss
+          ? { baseline: boss.perSecond, baselineLabel: "pg-boss fetch+complete, no-op jobs" }
+          : {}),
+      });
+    }
+    const last = s.runs.at(-1)!;
     res.rows.push({
-      metric: `batches/s, ${run.workers} worker${run.workers > 1 ? "s" : ""} (full processor)`,
-      value: run.perSecond,
+      metric: `full processor, ${s.latencyMs} ms fakes, ${plural(last.workers)}: sends/s`,
+      value: last.sendsPerSecond,
       unit: "/s",
-      ...(baseline ? { baseline: baseline.perSecond, baselineLabel: label } : {}),
     });
   }
-  for (const [i, run] of queue.entries()) {
-    const baseline = boss[i];
-    res.rows.push({
-      metric: `claim+complete/s, ${run.workers} worker${run.workers > 1 ? "s" : ""} (queue only)`,
-      value: run.perSecond,
-      unit: "/s",
-      ...(baseline ? { baseline: baseline.perSecond, baselineLabel: label } : {}),
-    });
-  }
-  const doubles = full.reduce((sum, run) => sum + run.doubles, 0);
-  res.rows.push({
-    metric: "double processing (all runs)",
-    value: doubles,
-    unit: "",
-    ...(boss.length > 0
-      ? { baseline: boss.reduce((sum, run) => sum + run.doubles, 0), baselineLabel: label }
-      : {}),
-  });
-  for (const run of full) {
-    check(res, `${run.workers} workers: batches`, run.batches, BUFFERS);
-    check(res, `${run.workers} workers: replies sent`, run.outcomes?.sends ?? 0, BUFFERS);
-    check(res, `${run.workers} workers: conversations sent more than once`, run.doubles, 0);
-  }
-  for (const run of queue) {
-    check(res, `queue only, ${run.workers} workers: claims`, run.batches, BUFFERS);
-    check(res, `queue only, ${run.workers} workers: double claims`, run.doubles, 0);
-  }
-  res.notes.push(
-    `${BUFFERS} due buffers per run (one message each), processors with PROCESSOR_CONCURRENCY=1 and their own ` +
-      "2-connection pool; the full processor calls the demo agent and the fake Graph API (a new connection per " +
-      "send) and makes about 7 SQL round trips per batch, pg-boss's loop 2 (fetch, complete).",
+  res.rows.push(
+    {
+      metric: "double processing (agent asked twice), all runs",
+      value: series.reduce((sum, s) => sum + s.doubleProcessing, 0),
+      unit: "",
+      target: "0",
+    },
+    {
+      metric: "double sends (two replies to one burst), all runs",
+      value: series.reduce((sum, s) => sum + s.doubleSends, 0),
+      unit: "",
+      target: "0",
+    },
   );
-  if (bossError !== undefined) res.notes.push(`pg-boss failed, baseline incomplete: ${bossError}`);
-  res.details = { processor: full, claim_complete: queue, pg_boss: boss };
+  const shown = [plan.workers[0]!, plan.workers.at(-1)!];
+  for (const batchSize of BATCH_SIZES) {
+    for (const workers of shown) {
+      const ours = queue("wabase", workers, batchSize);
+      for (const system of ["pg-boss", "graphile-worker"]) {
+        const theirs = queue(system, workers, batchSize);
+        if (ours === undefined) continue;
+        const row: Row = {
+          metric: `claim+complete, ${plural(workers)}, batch ${batchSize}: jobs/s vs ${system}`,
+          value: ours.perSecond,
+          unit: "/s",
+          target: "≥ 1×",
+        };
+        if (theirs) {
+          Object.assign(row, { baseline: theirs.perSecond, baselineLabel: `${system} (no-op jobs)` });
+        }
+        res.rows.push(row);
+      }
+    }
+  }
+  res.rows.push({
+    metric: "jobs handed out twice, all queue runs",
+    value: queues.filter((q) => q.system === "wabase").reduce((sum, q) => sum + q.doubles, 0),
+    unit: "",
+    baseline: queues.filter((q) => q.system !== "wabase").reduce((sum, q) => sum + q.doubles, 0),
+    baselineLabel: "pg-boss + graphile-worker",
+    target: "0",
+  });
+
+  for (const s of series) {
+    const name = `${s.latencyMs} ms fakes`;
+    check(res, `${name}: conversations asked about twice`, s.doubleProcessing, 0);
+    check(res, `${name}: customers sent two replies`, s.doubleSends, 0);
+    check(res, `${name}: sends = batches`, s.sends, s.batches);
+    check(res, `${name}: batches settled other than replied`, s.notReplied, 0);
+    if (s.latencyMs === 0) {
+      check(res, `${name}: buffers left after the drain`, s.left, 0);
+      check(res, `${name}: batches = due buffers`, s.batches, plan.buffers);
+    }
+  }
+  for (const q of queues) {
+    check(res, `${q.system}, ${plural(q.workers)}, batch ${q.batchSize}: jobs run`, q.jobs, plan.buffers);
+    check(res, `${q.system}, ${plural(q.workers)}, batch ${q.batchSize}: handed out twice`, q.doubles, 0);
+  }
+  check(res, "baselines that failed to run", failures.length, 0);
+  res.notes.push(
+    `${plan.buffers} due buffers (one message each) per series; each worker count drains for ` +
+      `${
+        plan.windowMs / 1000
+      } s from the same queue, the last one at 0 ms until it is empty. A worker is a ` +
+      "processor with its own pool; at 0 ms it runs 1 lane (one claim loop, like each baseline worker), at " +
+      `200 ms ${LANES_AT_LATENCY} (the default). A batch is claim, context, agent call, reply row, send, record, ` +
+      "complete: about 7 round trips and 2 HTTP calls, against 2 round trips for a baseline's no-op job. Queue " +
+      "rows: batch 50 = one claim (fetch) of 50 and one statement completing them; graphile-worker's batch 50 " +
+      "is its local queue of 50 with batched completion. Every worker count of the queue runs is in the JSON.",
+    ...failures.map((failure) => `baseline failed: ${failure}`),
+  );
+  res.samples = { processor: series, queues };
   return res;
 }

@@ -108,7 +108,7 @@ async function loadBackupService(): Promise<BackupServiceClass | string> {
 }
 
 export async function herd(_ctx: BenchContext): Promise<BenchResult> {
-  const res = result("herd");
+  const res = result("herd", { lookups: LOOKUPS, max_batch: MAX_BATCH, latency_ms: LATENCY_MS });
   const BackupService = await loadBackupService();
   if (typeof BackupService === "string") {
     res.skipped = BackupService;
@@ -134,6 +134,7 @@ export async function herd(_ctx: BenchContext): Promise<BenchResult> {
       unit: "",
       baseline: sameIdNaive.requests,
       baselineLabel: label,
+      target: "1",
     },
     {
       metric: `HTTP requests, ${LOOKUPS} distinct ids`,
@@ -141,6 +142,7 @@ export async function herd(_ctx: BenchContext): Promise<BenchResult> {
       unit: "",
       baseline: distinctNaive.requests,
       baselineLabel: label,
+      target: String(Math.ceil(LOOKUPS / MAX_BATCH)),
     },
   );
   check(res, "requests for one id", sameId.requests, 1);
@@ -156,7 +158,7 @@ export async function herd(_ctx: BenchContext): Promise<BenchResult> {
     `BackupService with maxBatch ${MAX_BATCH}; each counted request is answered by the fetch itself after ` +
       `${LATENCY_MS} ms with the rows of the ids it asked for.`,
   );
-  res.details = {
+  res.samples = {
     same_id: sameId,
     same_id_naive: sameIdNaive,
     distinct: distinctIds,

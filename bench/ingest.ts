@@ -1,9 +1,8 @@
-// SPEC 8.1 — webhook ingest. Signed deliveries through the real functions server (child process, as
-// `npm start` runs it) with 10% duplicates (identical bodies re-sent, some while the original is still in
-// flight), against the same payloads through `select wa.ingest_webhook(...)` on a postgres.js pool with the
-// same concurrency: the database's own limit. Every distinct wamid must be stored once and every re-sent
-// body counted as a duplicate.
-import postgres from "postgres";
+// Issue 10 §2 / SPEC 8.1 — webhook ingest. Signed Cloud API deliveries of 1, 10 and 100 messages each through
+// the real functions server (child process, as `npm start` runs it), 10% of them re-sent identically (some
+// while the original is still in flight), at fixed concurrency levels; the same kind of payloads through
+// `select wa.ingest_webhook(...)` on a postgres.js pool with the same concurrency: the database's own limit.
+// Every distinct wamid must be stored exactly once, and every re-sent message reported as a duplicate.
 import { localEnvDefaults } from "../local/env.ts";
 import { spawnServer } from "../local/testing/server.ts";
 import { clearBuffers } from "../local/testing/processor.ts";
@@ -18,17 +17,20 @@ import {
   type BenchContext,
   type BenchResult,
   check,
-  percentile,
+  connect,
+  freshPhoneNumberId,
+  quantiles,
   result,
+  rounded,
   runBounded,
   shuffle,
 } from "./lib.ts";
 
-const REQUESTS = 2_000;
 const DUPLICATE_SHARE = 0.1;
-const CONCURRENCY = 16;
 const CONTACTS = 200;
-const WARMUP = 50;
+/** Messages per POST → deliveries per run (about the same number of messages per run for sizes 10 and 100). */
+const FULL = { sizes: { 1: 1_000, 10: 200, 100: 30 } as Record<number, number>, concurrency: [1, 16] };
+const QUICK = { sizes: { 1: 200, 100: 6 } as Record<number, number>, concurrency: [16] };
 
 interface Delivery {
   body: string;
@@ -36,79 +38,92 @@ interface Delivery {
 }
 
 interface Workload {
-  phoneNumberId: string;
+  size: number;
   deliveries: Delivery[];
   wamids: string[];
-  duplicatesSent: number;
-}
-
-function freshPhoneNumberId(): string {
-  return String(200000000000000 + Math.floor(Math.random() * 1e13));
+  /** Deliveries re-sent identically. */
+  duplicateDeliveries: number;
 }
 
 /**
- * `unique` single-message deliveries from `contacts` customers of a fresh business number, plus re-sends of
- * random earlier bodies placed shortly after their original (within the in-flight window half the time).
+ * `total` deliveries of `size` text messages each (from `CONTACTS` customers of a fresh business number), of
+ * which `duplicateShare` are re-sends of a random earlier body placed shortly after it (often still in flight).
  */
-async function workload(total: number, duplicateShare: number, secret: string): Promise<Workload> {
-  const phoneNumberId = freshPhoneNumberId();
+async function workload(
+  size: number,
+  total: number,
+  duplicateShare: number,
+  secret: string,
+  concurrency: number,
+): Promise<Workload> {
+  const phoneNumberId = freshPhoneNumberId(2);
   const duplicates = Math.round(total * duplicateShare);
   const unique = total - duplicates;
   const wamids: string[] = [];
   const bodies: string[] = [];
-  for (let i = 0; i < unique; i++) {
-    const from = `8${phoneNumberId.slice(-6)}${String(i % CONTACTS).padStart(5, "0")}`;
-    const message = inboundMessage("text", { from, content: { body: `bench ${i}` } });
-    wamids.push(String(message.id));
-    bodies.push(JSON.stringify(webhook(messagesChange({
-      phoneNumberId,
-      contacts: [contact(from, `Bench ${i % CONTACTS}`)],
-      messages: [message],
-    }))));
+  for (let d = 0; d < unique; d++) {
+    const senders = new Map<string, ReturnType<typeof contact>>();
+    const messages = Array.from({ length: size }, (_, m) => {
+      const n = d * size + m;
+      const from = `8${phoneNumberId.slice(-6)}${String(n % CONTACTS).padStart(5, "0")}`;
+      senders.set(from, contact(from, `Bench ${n % CONTACTS}`));
+      const message = inboundMessage("text", { from, content: { body: `bench ${n}` } });
+      wamids.push(String(message.id));
+      return message;
+    });
+    bodies.push(
+      JSON.stringify(webhook(messagesChange({ phoneNumberId, contacts: [...senders.values()], messages }))),
+    );
   }
   const order = shuffle(bodies.map((_, i) => i));
   for (let d = 0; d < duplicates; d++) {
     const original = Math.floor(Math.random() * unique);
-    const at = order.indexOf(original);
-    const gap = 1 + Math.floor(Math.random() * CONCURRENCY * 2);
-    order.splice(Math.min(order.length, at + gap), 0, original);
+    const gap = 1 + Math.floor(Math.random() * concurrency * 2);
+    order.splice(Math.min(order.length, order.indexOf(original) + gap), 0, original);
   }
   const signatures = await Promise.all(bodies.map((body) => signBody(body, secret)));
   const deliveries = order.map((i) => ({ body: bodies[i]!, signature: signatures[i]! }));
-  return { phoneNumberId, deliveries, wamids, duplicatesSent: duplicates };
+  return { size, deliveries, wamids, duplicateDeliveries: duplicates };
 }
 
 interface IngestCounts {
   new: number;
   duplicate: number;
-  errors?: number;
 }
 
-interface RunFigures {
-  perSecond: number;
-  p50: number;
-  p99: number;
+type Send = (delivery: Delivery) => Promise<IngestCounts | null>;
+
+interface Run {
+  path: "function" | "sql";
+  size: number;
+  concurrency: number;
+  deliveries: number;
+  deliveriesPerSecond: number;
+  messagesPerSecond: number;
+  latency: { p50: number; p95: number; p99: number };
   reportedNew: number;
   reportedDuplicates: number;
+  expectedNew: number;
+  expectedDuplicates: number;
   failures: number;
+  /** Distinct wamids of the workload found in public.messages. */
   stored: number;
-}
-
-async function storedCount(sql: postgres.Sql, wamids: string[]): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    select count(*)::int as n from public.messages where wamid = any(${wamids}::text[])`;
-  return row?.n ?? 0;
+  /** Rows of public.messages beyond the first for any of the workload's wamids. */
+  storedTwice: number;
+  latencies_ms: number[];
 }
 
 async function measure(
-  sql: postgres.Sql,
+  ctx: BenchContext,
+  path: Run["path"],
   load: Workload,
-  send: (delivery: Delivery) => Promise<IngestCounts | null>,
-): Promise<RunFigures> {
+  concurrency: number,
+  send: Send,
+): Promise<Run> {
   let reportedNew = 0;
   let reportedDuplicates = 0;
   let failures = 0;
-  const { latencies, elapsedMs } = await runBounded(load.deliveries.length, CONCURRENCY, async (i) => {
+  const { latencies, elapsedMs } = await runBounded(load.deliveries.length, concurrency, async (i) => {
     const counts = await send(load.deliveries[i]!);
     if (counts === null) {
       failures++;
@@ -117,27 +132,54 @@ async function measure(
     reportedNew += counts.new;
     reportedDuplicates += counts.duplicate;
   });
-  return {
-    perSecond: load.deliveries.length / (elapsedMs / 1000),
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-    reportedNew,
-    reportedDuplicates,
-    failures,
-    stored: await storedCount(sql, load.wamids),
-  };
+  const sql = connect(ctx, 1);
+  try {
+    const [stored] = await sql<{ distinct: number; rows: number }[]>`
+      select count(distinct m.wamid)::int as distinct, count(*)::int as rows
+      from public.messages m where m.wamid = any(${load.wamids}::text[])`;
+    const seconds = elapsedMs / 1000;
+    return {
+      path,
+      size: load.size,
+      concurrency,
+      deliveries: load.deliveries.length,
+      deliveriesPerSecond: load.deliveries.length / seconds,
+      messagesPerSecond: (load.deliveries.length * load.size) / seconds,
+      latency: quantiles(latencies),
+      reportedNew,
+      reportedDuplicates,
+      expectedNew: load.wamids.length,
+      expectedDuplicates: load.duplicateDeliveries * load.size,
+      failures,
+      stored: stored!.distinct,
+      storedTwice: stored!.rows - stored!.distinct,
+      latencies_ms: rounded(latencies),
+    };
+  } finally {
+    await sql.end();
+  }
 }
 
 export async function ingest(ctx: BenchContext): Promise<BenchResult> {
-  const res = result("ingest");
+  const plan = ctx.quick ? QUICK : FULL;
+  const sizes = Object.keys(plan.sizes).map(Number);
+  const top = Math.max(...plan.concurrency);
+  const res = result("ingest", {
+    messages_per_post: sizes,
+    deliveries_per_run: plan.sizes,
+    concurrency: plan.concurrency,
+    duplicate_share: DUPLICATE_SHARE,
+    contacts: CONTACTS,
+    function_pool: 5,
+  });
   const secret = (await localEnvDefaults()).WHATSAPP_APP_SECRET ?? "";
-  const sql = postgres(ctx.dbUrl, { max: 4, onnotice: () => {} });
   // The baseline's pool: as many connections as deliveries in flight, unprepared like the function's.
-  const direct = postgres(ctx.dbUrl, { max: CONCURRENCY, prepare: false, onnotice: () => {} });
+  const direct = connect(ctx, top, { prepare: false });
   const server = await spawnServer({ SUPABASE_DB_URL: ctx.dbUrl });
+  const runs: Run[] = [];
   try {
     const endpoint = `${server.url}whatsapp-webhook`;
-    const viaFunction = async (delivery: Delivery): Promise<IngestCounts | null> => {
+    const viaFunction: Send = async (delivery) => {
       const response = await fetch(endpoint, {
         method: "POST",
         body: delivery.body,
@@ -146,68 +188,119 @@ export async function ingest(ctx: BenchContext): Promise<BenchResult> {
       const body = await response.json();
       return response.status === 200 && typeof body.new === "number" ? body : null;
     };
-    const viaSql = async (delivery: Delivery): Promise<IngestCounts | null> => {
+    const viaSql: Send = async (delivery) => {
       const [row] = await direct<{ counts: IngestCounts }[]>`
         select wa.ingest_webhook(${delivery.body}::text::jsonb) as counts`;
       return row?.counts ?? null;
     };
-
-    // Warm both paths (JIT, pools, the function's imports) on their own throwaway numbers.
+    // Warm both paths (JIT, pools, the function's imports) on a throwaway number.
     for (const send of [viaFunction, viaSql]) {
-      const warm = await workload(WARMUP, 0, secret);
-      await runBounded(warm.deliveries.length, CONCURRENCY, (i) => send(warm.deliveries[i]!).then(() => {}));
+      const warm = await workload(1, 50, 0, secret, top);
+      await runBounded(warm.deliveries.length, top, (i) => send(warm.deliveries[i]!).then(() => {}));
     }
-
-    const baselineLoad = await workload(REQUESTS, DUPLICATE_SHARE, secret);
-    const functionLoad = await workload(REQUESTS, DUPLICATE_SHARE, secret);
-    const base = await measure(sql, baselineLoad, viaSql);
-    const fn = await measure(sql, functionLoad, viaFunction);
-
-    const label = "wa.ingest_webhook on a pool";
-    res.rows.push(
-      {
-        metric: "deliveries/s",
-        value: fn.perSecond,
-        unit: "/s",
-        baseline: base.perSecond,
-        baselineLabel: label,
-      },
-      { metric: "latency p50", value: fn.p50, unit: "ms", baseline: base.p50, baselineLabel: label },
-      { metric: "latency p99", value: fn.p99, unit: "ms", baseline: base.p99, baselineLabel: label },
-      {
-        metric: "messages lost",
-        value: functionLoad.wamids.length - fn.stored,
-        unit: "",
-        baseline: baselineLoad.wamids.length - base.stored,
-        baselineLabel: label,
-      },
-      {
-        metric: "duplicates reported / sent",
-        value: fn.reportedDuplicates,
-        unit: `/${functionLoad.duplicatesSent}`,
-        baseline: base.reportedDuplicates,
-        baselineLabel: label,
-      },
-    );
-    for (
-      const [who, load, figures] of [["function", functionLoad, fn], ["sql", baselineLoad, base]] as const
-    ) {
-      check(res, `${who}: non-200 answers`, figures.failures, 0);
-      check(res, `${who}: distinct wamids stored`, figures.stored, load.wamids.length);
-      check(res, `${who}: reported new`, figures.reportedNew, load.wamids.length);
-      check(res, `${who}: reported duplicates`, figures.reportedDuplicates, load.duplicatesSent);
+    for (const size of sizes) {
+      for (const concurrency of plan.concurrency) {
+        const total = plan.sizes[size]!;
+        // The same shape of workload for both paths, each on its own fresh number (no cross-duplicates).
+        runs.push(
+          await measure(
+            ctx,
+            "sql",
+            await workload(size, total, DUPLICATE_SHARE, secret, concurrency),
+            concurrency,
+            viaSql,
+          ),
+        );
+        runs.push(
+          await measure(
+            ctx,
+            "function",
+            await workload(size, total, DUPLICATE_SHARE, secret, concurrency),
+            concurrency,
+            viaFunction,
+          ),
+        );
+      }
     }
-    res.notes.push(
-      `${REQUESTS} signed deliveries (${functionLoad.wamids.length} distinct wamids from ${CONTACTS} contacts + ` +
-        `${functionLoad.duplicatesSent} identical re-sends), ${CONCURRENCY} in flight; the function's own pool ` +
-        `holds 5 connections, the baseline's ${CONCURRENCY}.`,
-    );
-    res.details = { function: fn, sql: base, requests: REQUESTS, concurrency: CONCURRENCY };
   } finally {
     await server.stop();
-    // The ingested buffers are 10 s from due: later benchmarks must not drain them.
-    await clearBuffers(sql);
-    await Promise.all([sql.end(), direct.end()]);
+    // The ingested buffers become due in 10 s: later benchmarks must not drain them.
+    await clearBuffers(direct);
+    await direct.end();
   }
+
+  const label = "wa.ingest_webhook called directly, same concurrency";
+  const find = (path: Run["path"], size: number, concurrency: number) =>
+    runs.find((run) => run.path === path && run.size === size && run.concurrency === concurrency)!;
+  for (const size of sizes) {
+    const name = `${size} msg/POST`;
+    for (const concurrency of plan.concurrency) {
+      const [fn, sql] = [find("function", size, concurrency), find("sql", size, concurrency)];
+      res.rows.push({
+        metric: `${name}, ${concurrency} in flight: deliveries/s`,
+        value: fn.deliveriesPerSecond,
+        unit: "/s",
+        baseline: sql.deliveriesPerSecond,
+        baselineLabel: label,
+        target: "~1× at best (DB limit)",
+      });
+    }
+    const [fn, sql] = [find("function", size, top), find("sql", size, top)];
+    if (size > 1) {
+      res.rows.push({
+        metric: `${name}, ${top} in flight: messages/s`,
+        value: fn.messagesPerSecond,
+        unit: "/s",
+        baseline: sql.messagesPerSecond,
+        baselineLabel: label,
+      });
+    }
+    for (const p of ["p50", "p95", "p99"] as const) {
+      res.rows.push({
+        metric: `${name}, ${top} in flight: latency ${p}`,
+        value: fn.latency[p],
+        unit: "ms",
+        baseline: sql.latency[p],
+        baselineLabel: label,
+      });
+    }
+  }
+  const sum = (path: Run["path"], f: (run: Run) => number) =>
+    runs.filter((run) => run.path === path).reduce((total, run) => total + f(run), 0);
+  const lost = (run: Run) => run.expectedNew - run.stored;
+  res.rows.push(
+    {
+      metric: "messages missing (all runs)",
+      value: sum("function", lost),
+      unit: "",
+      baseline: sum("sql", lost),
+      baselineLabel: label,
+      target: "0",
+    },
+    {
+      metric: "duplicates stored (all runs)",
+      value: sum("function", (run) => run.storedTwice),
+      unit: "",
+      baseline: sum("sql", (run) => run.storedTwice),
+      baselineLabel: label,
+      target: "0",
+    },
+  );
+  for (const run of runs) {
+    const name = `${run.path}, ${run.size} msg/POST, ${run.concurrency} in flight`;
+    check(res, `${name}: non-200 answers`, run.failures, 0);
+    check(res, `${name}: messages missing`, lost(run), 0);
+    check(res, `${name}: duplicates stored`, run.storedTwice, 0);
+    check(res, `${name}: reported new`, run.reportedNew, run.expectedNew);
+    check(res, `${name}: reported duplicates`, run.reportedDuplicates, run.expectedDuplicates);
+  }
+  res.notes.push(
+    `deliveries per run by messages per POST: ${JSON.stringify(plan.sizes)}, ${
+      DUPLICATE_SHARE * 100
+    }% of them ` +
+      `identical re-sends; messages from ${CONTACTS} contacts of a fresh number per run; the function's pool ` +
+      `holds 5 connections, the baseline's as many as deliveries in flight. Latency: POST sent to answer read.`,
+  );
+  res.samples = { runs };
   return res;
 }

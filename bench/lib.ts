@@ -1,6 +1,7 @@
 // Shared pieces of `npm run bench`: the result shape every benchmark returns, percentiles, a bounded
 // concurrency runner, and a console that stays quiet while a benchmark runs (the processor logs a JSON
 // line per batch; thousands of them would bury the table).
+import postgres from "postgres";
 
 /** One line of the table: a figure of wabase, and the baseline measured (or implied) in the same run. */
 export interface Row {
@@ -11,6 +12,8 @@ export interface Row {
   baseline?: number;
   /** What the baseline is (pg-boss, direct SQL, naive client, ...). */
   baselineLabel?: string;
+  /** What the figure must be or is expected to be ("0", "≥ 1×", "< 1 s"); shown as is. */
+  target?: string;
 }
 
 /** Something that must hold (no lost message, no double send, ...): a failed check fails the run. */
@@ -29,25 +32,36 @@ export interface BenchResult {
   checks: Check[];
   /** Free-form remarks printed under the table and kept in the JSON. */
   notes: string[];
-  /** Anything else worth keeping in bench/results/<name>.json (raw samples, per-run details). */
-  details?: Record<string, unknown>;
+  /** The workload (sizes, concurrency, latencies, ...), kept in bench/results/<name>.json. */
+  parameters: Record<string, unknown>;
+  /** Raw samples and per-run figures, kept in bench/results/<name>.json. */
+  samples: Record<string, unknown>;
 }
 
 export interface BenchContext {
-  /** The throwaway cluster `bench/run.sh` started. */
+  /** The throwaway cluster `bench/run.sh` (or `npm test`) started. */
   dbUrl: string;
+  /** Smaller workloads, for the smoke run at the end of `npm test`. */
+  quick: boolean;
+  /** The cluster's data directory, when the benchmarks may restart it (chaos). */
+  pgData?: string;
 }
 
 export type Benchmark = (ctx: BenchContext) => Promise<BenchResult>;
 
 /** A new, empty result to fill in. */
-export function result(name: string): BenchResult {
-  return { name, rows: [], checks: [], notes: [] };
+export function result(name: string, parameters: Record<string, unknown> = {}): BenchResult {
+  return { name, rows: [], checks: [], notes: [], parameters, samples: {} };
 }
 
 /** Records that `actual` must equal `expected`. */
 export function check(res: BenchResult, name: string, actual: number, expected: number): void {
   res.checks.push({ name, actual, expected, ok: actual === expected });
+}
+
+/** A postgres.js pool on the bench database that ignores notices. */
+export function connect(ctx: BenchContext, max: number, options: { prepare?: boolean } = {}): postgres.Sql {
+  return postgres(ctx.dbUrl, { max, onnotice: () => {}, ...options });
 }
 
 /** The p-th percentile (0..100) of `samples`, nearest-rank; NaN for no samples. */
@@ -58,8 +72,15 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank - 1] ?? Number.NaN;
 }
 
-export function mean(samples: readonly number[]): number {
-  return samples.length === 0 ? Number.NaN : samples.reduce((sum, x) => sum + x, 0) / samples.length;
+/** p50, p95 and p99 of `samples`, rounded to 0.1 (for the JSON summaries). */
+export function quantiles(samples: readonly number[]): { p50: number; p95: number; p99: number } {
+  const at = (p: number) => Math.round(percentile(samples, p) * 10) / 10;
+  return { p50: at(50), p95: at(95), p99: at(99) };
+}
+
+/** Rounds every sample to 0.1 so the raw samples in the JSON stay readable. */
+export function rounded(samples: readonly number[]): number[] {
+  return samples.map((x) => Math.round(x * 10) / 10);
 }
 
 /**
@@ -94,8 +115,28 @@ export function shuffle<T>(items: T[]): T[] {
   return items;
 }
 
+/** A pause that stands for time passing in the workload (a network round trip, a burst's spacing). */
 export function sleepMs(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `condition()` resolves true, polling every `everyMs`; rejects after `timeoutMs`. */
+export async function until(
+  what: string,
+  condition: () => Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`still waiting after ${timeoutMs} ms: ${what}`);
+    await sleepMs(everyMs);
+  }
+}
+
+/** A fresh business phone number id (15 digits) starting with `prefix`, so concurrent runs never share one. */
+export function freshPhoneNumberId(prefix: number): string {
+  return String(prefix * 1e14 + Math.floor(Math.random() * 1e13));
 }
 
 type ConsoleMethod = "log" | "info" | "debug" | "warn" | "error";

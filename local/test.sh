@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: format, lint and type checks, then a throwaway cluster (never the data of a running
 # `npm start`) migrated with the Supabase CLI, plpgsql_check through `supabase db lint`, pgTAP through
-# pg_prove, and deno test against that cluster. Exits non-zero on the first failure; leaves nothing running.
+# pg_prove, deno test, and the benchmarks' quick mode against that cluster. Exits non-zero on the first
+# failure; leaves nothing running.
 set -euo pipefail
 # shellcheck source=local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,3 +36,6 @@ pg_prove -h 127.0.0.1 -p "$port" -U postgres -d postgres --failures supabase/tes
 
 step "deno test"
 SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A --permit-no-files
+
+step "benchmarks, quick mode (npm run bench -- --quick)"
+SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$THROWAWAY_DIR/db" "$DENO" run -A bench/main.ts --quick
