@@ -202,24 +202,10 @@ export async function ingest(ctx: BenchContext): Promise<BenchResult> {
       for (const concurrency of plan.concurrency) {
         const total = plan.sizes[size]!;
         // The same shape of workload for both paths, each on its own fresh number (no cross-duplicates).
-        runs.push(
-          await measure(
-            ctx,
-            "sql",
-            await workload(size, total, DUPLICATE_SHARE, secret, concurrency),
-            concurrency,
-            viaSql,
-          ),
-        );
-        runs.push(
-          await measure(
-            ctx,
-            "function",
-            await workload(size, total, DUPLICATE_SHARE, secret, concurrency),
-            concurrency,
-            viaFunction,
-          ),
-        );
+        for (const [path, send] of [["sql", viaSql], ["function", viaFunction]] as const) {
+          const load = await workload(size, total, DUPLICATE_SHARE, secret, concurrency);
+          runs.push(await measure(ctx, path, load, concurrency, send));
+        }
       }
     }
   } finally {
