@@ -11,12 +11,6 @@ import {
   startFakes,
 } from "../../../local/testing/processor.ts";
 import { spawnServer } from "../../../local/testing/server.ts";
-import {
-  contact,
-  inboundMessage,
-  messagesChange,
-  webhook,
-} from "../../../local/testing/whatsapp-fixtures.ts";
 import { EXPECTED_MIGRATION } from "./schema.ts";
 
 type Sql = ReturnType<typeof testSql>;
