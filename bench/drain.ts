@@ -152,19 +152,31 @@ async function processorSeries(ctx: BenchContext, plan: Plan, latencyMs: number)
   }
 }
 
+/** wabase's queue run, plus its speed with a deep backlog and with a shallow one. */
+interface WabaseQueueRun extends QueueRun {
+  /** Jobs/s over the second tenth of the jobs (backlog 90% .. 80%; the first tenth warms connections and
+   * plans up), and over the last (10% .. 0%). */
+  deepPerSecond: number;
+  shallowPerSecond: number;
+}
+
 /** wabase's queue alone: wa.claim_buffers + wa.complete_buffer, nothing in between. */
 async function claimCompleteDrain(
   ctx: BenchContext,
   buffers: number,
   workers: number,
   batchSize: number,
-): Promise<QueueRun> {
+): Promise<WabaseQueueRun> {
   const admin = connect(ctx, 2);
   const sql = connect(ctx, workers);
   try {
     await clearBuffers(admin);
     await seedDueBuffers(admin, buffers);
     const tally = new Tally();
+    const tenth = buffers / 10;
+    // When the completed count first reached each tenth of the queue (index 0: the start).
+    const tenths = [performance.now()];
+    let completed = 0;
     await Promise.all(Array.from({ length: workers }, async (_, w) => {
       for (;;) {
         const claims = await sql<{ conversation_id: string; fence: string; up_to_seq: string }[]>`
@@ -177,9 +189,16 @@ async function claimCompleteDrain(
           from unnest(${claims.map((c) => c.fence)}::bigint[], ${
           claims.map((c) => c.up_to_seq)
         }::bigint[]) as t(f, s)`;
+        completed += claims.length;
+        while (completed >= tenths.length * tenth) tenths.push(performance.now());
       }
     }));
-    return tally.run("wabase", workers, batchSize);
+    const rate = (from: number) => tenth / ((tenths[from + 1]! - tenths[from]!) / 1000);
+    return {
+      ...tally.run("wabase", workers, batchSize),
+      deepPerSecond: rate(1),
+      shallowPerSecond: rate(9),
+    };
   } finally {
     await clearBuffers(admin);
     await Promise.all([admin.end(), sql.end()]);
@@ -201,10 +220,13 @@ export async function drain(ctx: BenchContext): Promise<BenchResult> {
   const series: ProcessorSeries[] = [];
   for (const latencyMs of LATENCIES_MS) series.push(await processorSeries(ctx, plan, latencyMs));
   const queues: QueueRun[] = [];
+  const ownQueues: WabaseQueueRun[] = [];
   const failures: string[] = [];
   for (const batchSize of BATCH_SIZES) {
     for (const workers of plan.workers) {
-      queues.push(await claimCompleteDrain(ctx, plan.buffers, workers, batchSize));
+      const own = await claimCompleteDrain(ctx, plan.buffers, workers, batchSize);
+      ownQueues.push(own);
+      queues.push(own);
       for (const baseline of [pgBossDrain, graphileDrain]) {
         try {
           queues.push(await baseline(ctx.dbUrl, plan.buffers, workers, batchSize));
@@ -270,6 +292,18 @@ export async function drain(ctx: BenchContext): Promise<BenchResult> {
         res.rows.push(row);
       }
     }
+  }
+  for (const own of ownQueues.filter((q) => q.workers === 1)) {
+    res.rows.push({
+      metric: `claim+complete, 1 worker, batch ${own.batchSize}: jobs/s, backlog ${
+        (plan.buffers * 9) / 10
+      } vs ≤ ${plan.buffers / 10}`,
+      value: own.deepPerSecond,
+      unit: "/s",
+      baseline: own.shallowPerSecond,
+      baselineLabel: "the same run's last tenth of the queue",
+      target: "≈ 1× (independent of backlog)",
+    });
   }
   res.rows.push({
     metric: "jobs handed out twice, all queue runs",
