@@ -10,7 +10,7 @@
 import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
 import { clearBuffers, type Fakes, processorTestEnv, seedDueBuffers } from "../local/testing/processor.ts";
 import { latency, startBenchFakes } from "./fakes.ts";
-import { type BenchContext, type BenchResult, check, connect, result, type Row } from "./lib.ts";
+import { type BenchContext, type BenchResult, check, connect, result, type Row, settle } from "./lib.ts";
 import { type QueueRun, Tally } from "./baselines/queue.ts";
 import { pgBossDrain } from "./baselines/pg-boss.ts";
 import { graphileDrain } from "./baselines/graphile-worker.ts";
@@ -109,6 +109,7 @@ async function processorSeries(ctx: BenchContext, plan: Plan, latencyMs: number)
   try {
     await clearBuffers(admin);
     const { phoneNumberId } = await seedDueBuffers(admin, plan.buffers);
+    await settle(ctx);
     const runs: ProcessorRun[] = [];
     for (const [i, workers] of plan.workers.entries()) {
       const toEmpty = latencyMs === 0 && i === plan.workers.length - 1;
@@ -172,6 +173,7 @@ async function claimCompleteDrain(
   try {
     await clearBuffers(admin);
     await seedDueBuffers(admin, buffers);
+    await settle(ctx);
     const tally = new Tally();
     const tenth = buffers / 10;
     // When the completed count first reached each tenth of the queue (index 0: the start).
@@ -229,7 +231,7 @@ export async function drain(ctx: BenchContext): Promise<BenchResult> {
       queues.push(own);
       for (const baseline of [pgBossDrain, graphileDrain]) {
         try {
-          queues.push(await baseline(ctx.dbUrl, plan.buffers, workers, batchSize));
+          queues.push(await baseline(ctx.dbUrl, plan.buffers, workers, batchSize, () => settle(ctx)));
         } catch (error) {
           failures.push(`${baseline.name} (${workers} workers, batch ${batchSize}): ${error}`);
         }

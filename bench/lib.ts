@@ -121,6 +121,25 @@ export function sleepMs(ms: number): Promise<void> {
 }
 
 /** Resolves once `condition()` resolves true, polling every `everyMs`; rejects after `timeoutMs`. */
+/**
+ * Vacuums and analyzes every table the benchmark role owns, then waits (at most a minute) until no autovacuum
+ * worker runs: on two shared cores a measurement must not compete with the clean-up after the rows the
+ * previous step wrote, and every system measured starts from the same settled database.
+ */
+export async function settle(ctx: BenchContext): Promise<void> {
+  const sql = connect(ctx, 1);
+  try {
+    await sql.unsafe("vacuum (analyze)");
+    await until("autovacuum to go idle", async () => {
+      const [row] = await sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity where backend_type = 'autovacuum worker'`;
+      return row?.n === 0;
+    }, 60_000);
+  } finally {
+    await sql.end();
+  }
+}
+
 export async function until(
   what: string,
   condition: () => Promise<boolean>,

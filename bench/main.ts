@@ -4,7 +4,7 @@
 // non-zero when a benchmark fails or one of its checks (no lost message, no double send, the chaos
 // invariant, ...) does not hold. `--quick` runs small workloads (the smoke run at the end of `npm test`);
 // `deno run -A bench/main.ts drain herd` runs only the benchmarks named.
-import { type BenchContext, type Benchmark, type BenchResult, muted } from "./lib.ts";
+import { type BenchContext, type Benchmark, type BenchResult, muted, settle } from "./lib.ts";
 import { describe, type Environment, environment } from "./machine.ts";
 import { printDetails, resultsDir, table, writeResult } from "./report.ts";
 import { ingest } from "./ingest.ts";
@@ -24,6 +24,7 @@ async function runOne(
 ): Promise<BenchResult> {
   const started = performance.now();
   console.error(`[bench] ${name} ...`);
+  await settle(ctx);
   let res: BenchResult;
   try {
     const { value, output } = await muted(() => benchmark(ctx));

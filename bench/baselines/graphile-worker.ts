@@ -16,12 +16,13 @@ async function withUtils<T>(dbUrl: string, fn: (utils: WorkerUtils) => Promise<T
   }
 }
 
-/** Adds `jobs` no-op jobs, then `workers` runners (one job at a time each) run them all. */
+/** Adds `jobs` no-op jobs, awaits `settle`, then `workers` runners (one job at a time each) run them all. */
 export function graphileDrain(
   dbUrl: string,
   jobs: number,
   workers: number,
   batchSize: number,
+  settle: () => Promise<void>,
 ): Promise<QueueRun> {
   return withUtils(dbUrl, async (utils) => {
     for (let i = 0; i < jobs; i += 1_000) {
@@ -29,6 +30,7 @@ export function graphileDrain(
         Array.from({ length: Math.min(1_000, jobs - i) }, () => ({ identifier: "noop", payload: {} })),
       );
     }
+    await settle();
     const tally = new Tally();
     let done = 0;
     let finish: () => void = () => {};

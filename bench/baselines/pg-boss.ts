@@ -3,12 +3,16 @@
 import PgBoss from "pg-boss";
 import { type QueueRun, Tally } from "./queue.ts";
 
-/** Inserts `jobs` no-op jobs, then `workers` loops fetch `batchSize` jobs and complete them until none is left. */
+/**
+ * Inserts `jobs` no-op jobs, awaits `settle`, then `workers` loops fetch `batchSize` jobs and complete them
+ * until none is left.
+ */
 export async function pgBossDrain(
   dbUrl: string,
   jobs: number,
   workers: number,
   batchSize: number,
+  settle: () => Promise<void>,
 ): Promise<QueueRun> {
   const boss = new PgBoss({
     connectionString: dbUrl,
@@ -31,6 +35,7 @@ export async function pgBossDrain(
         Array.from({ length: Math.min(1_000, jobs - i) }, (_, j) => ({ name: queue, data: { n: i + j } })),
       );
     }
+    await settle();
     const tally = new Tally();
     await Promise.all(Array.from({ length: workers }, async () => {
       for (;;) {
