@@ -1,7 +1,7 @@
 -- The contract of wa.ingest_webhook: one call stores a whole Cloud API webhook; duplicates are counted,
 -- never stored twice or re-buffered; statuses only move forward; nothing signed is dropped.
 begin;
-select plan(48);
+select plan(51);
 
 -- ---------------------------------------------------------------------------------------------
 -- Payload builders (test-only, in pg_temp)
@@ -197,6 +197,17 @@ select results_eq($$select raw_body, error, signature_valid from wa.webhook_even
   $$values ('{not json', 'invalid JSON', true)$$, 'a rejected body is kept raw with its reason');
 select throws_ok($$select wa.upsert_contact(null, null, 'x', null)$$, '22023',
   'a contact needs a wa_id or a user_id', 'a contact without any identity is refused with 22023');
+
+-- A returning customer with nothing new is only read: no write, so no row lock held until the POST commits.
+select wa.upsert_contact('5215500000009', null, 'Flor', null);
+create temp table flor_before as select xmin::text as version from public.contacts where wa_id = '5215500000009';
+select is(wa.upsert_contact('5215500000009', null, 'Flor', null),
+          (select id from public.contacts where wa_id = '5215500000009'), 'an unchanged contact is found');
+select is((select xmin::text from public.contacts where wa_id = '5215500000009'), (select version from flor_before),
+  'and left unwritten');
+select wa.upsert_contact('5215500000009', 'MX.999', 'Flor María', null);
+select results_eq($$select profile_name, user_id from public.contacts where wa_id = '5215500000009'$$,
+  $$values ('Flor María', 'MX.999')$$, 'a new name or BSUID is still written');
 
 select * from finish();
 rollback;
