@@ -279,12 +279,17 @@ begin
   end if;
   -- A returning customer with nothing new needs no write, so no row lock: concurrent POSTs that mention the
   -- same customer do not queue behind each other's whole transaction.
-  select c.id into v_id
-  from public.contacts c
-  where (case when p_wa_id is not null then c.wa_id = p_wa_id else c.user_id = p_user_id end)
-    and (p_user_id is null or c.user_id = p_user_id)
-    and (p_profile_name is null or c.profile_name = p_profile_name)
-    and (p_username is null or c.username = p_username);
+  if p_wa_id is not null then
+    select c.id into v_id from public.contacts c
+    where c.wa_id = p_wa_id and (p_user_id is null or c.user_id = p_user_id)
+      and (p_profile_name is null or c.profile_name = p_profile_name)
+      and (p_username is null or c.username = p_username);
+  else
+    select c.id into v_id from public.contacts c
+    where c.user_id = p_user_id
+      and (p_profile_name is null or c.profile_name = p_profile_name)
+      and (p_username is null or c.username = p_username);
+  end if;
   if found then
     return v_id;
   end if;
