@@ -120,7 +120,6 @@ export function sleepMs(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves once `condition()` resolves true, polling every `everyMs`; rejects after `timeoutMs`. */
 /**
  * Vacuums and analyzes every table the benchmark role owns, then waits (at most a minute) until no autovacuum
  * worker runs: on two shared cores a measurement must not compete with the clean-up after the rows the
@@ -140,6 +139,7 @@ export async function settle(ctx: BenchContext): Promise<void> {
   }
 }
 
+/** Resolves once `condition()` resolves true, polling every `everyMs`; rejects after `timeoutMs`. */
 export async function until(
   what: string,
   condition: () => Promise<boolean>,
