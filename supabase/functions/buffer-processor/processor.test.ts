@@ -85,13 +85,19 @@ processorTest(
 
 processorTest("agent down: one fallback per batch, the breaker opens, then recovers", async (fakes, sql) => {
   const { phoneNumberId } = await seedDueBuffers(sql, 4);
-  const worker = await processor(fakes, sql, { AGENT_FALLBACK_REPLY: "We will be right with you." });
+  // The half-open delay outlasts the longest retry backoff (500 ms × 1.5 jitter), so the retry that follows
+  // the failure opening the breaker always finds it open: the request count cannot depend on the jitter.
+  const halfOpenMs = 1_500;
+  const worker = await processor(fakes, sql, {
+    AGENT_FALLBACK_REPLY: "We will be right with you.",
+    BREAKER_HALF_OPEN_MS: String(halfOpenMs),
+  });
   fakes.agent.enqueue(...Array.from({ length: 20 }, () => ({ kind: "error" as const, status: 503 })));
   const summary = await worker.drain();
   assert.deepEqual(summary.outcomes, { fallback: 4 });
-  // 2 attempts per batch; cockatiel's ConsecutiveBreaker(5) opens on the failure after the fifth, so the
-  // fourth batch never reaches the agent.
-  assert.equal(fakes.agent.requests.length, 6);
+  // 2 attempts per batch; cockatiel's ConsecutiveBreaker(5) opens on the fifth failure (the third batch's
+  // first attempt), so that batch's retry and the fourth batch never reach the agent.
+  assert.equal(fakes.agent.requests.length, 5);
   assert.equal(worker.breakers().agent, "open");
   const [saved] = await sql`select state from wa.circuit_breakers where name = 'agent'`;
   assert.equal(saved?.state, "open");
@@ -102,9 +108,9 @@ processorTest("agent down: one fallback per batch, the breaker opens, then recov
 
   fakes.agent.reset();
   const recovered = await seedDueBuffers(sql, 1);
-  // The breaker lets a trial call through only once its half-open delay (300 ms here) has passed: a duration
-  // to let elapse, not a condition to poll.
-  await new Promise((resolve) => setTimeout(resolve, 350));
+  // The breaker lets a trial call through only once its half-open delay has passed: a duration to let
+  // elapse, not a condition to poll.
+  await new Promise((resolve) => setTimeout(resolve, halfOpenMs + 50));
   assert.deepEqual((await worker.drain()).outcomes, { replied: 1 });
   assert.equal(worker.breakers().agent, "closed");
   const [reply] = await outbound(sql, recovered.phoneNumberId);
