@@ -34,7 +34,7 @@ export interface ResilienceOptions {
   timeoutMs: number;
   /** Attempts in total, the first included. */
   maxAttempts: number;
-  /** First retry delay; doubles per attempt, with jitter. */
+  /** First retry delay; doubles per attempt, with a jitter of ×0.5–1.5. */
   baseDelayMs: number;
   /** Which failures are worth another attempt. */
   retryable: (error: unknown) => boolean;

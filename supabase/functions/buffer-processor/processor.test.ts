@@ -13,7 +13,7 @@ import {
   messagesChange,
   webhook,
 } from "../../../local/testing/whatsapp-fixtures.ts";
-import { createProcessor, type Processor } from "./processor.ts";
+import { createProcessor, type Processor, RETRY_BASE_DELAY_MS } from "./processor.ts";
 import { createStore, StaleFenceError } from "./store.ts";
 
 type Sql = ReturnType<typeof testSql>;
@@ -85,9 +85,9 @@ processorTest(
 
 processorTest("agent down: one fallback per batch, the breaker opens, then recovers", async (fakes, sql) => {
   const { phoneNumberId } = await seedDueBuffers(sql, 4);
-  // The half-open delay outlasts the longest retry backoff (500 ms × 1.5 jitter), so the retry that follows
-  // the failure opening the breaker always finds it open: the request count cannot depend on the jitter.
-  const halfOpenMs = 1_500;
+  // The half-open delay is twice the longest first-retry backoff (1.5 × base), so the retry that follows the
+  // failure opening the breaker always finds it open: the request count cannot depend on the jitter.
+  const halfOpenMs = 3 * RETRY_BASE_DELAY_MS;
   const worker = await processor(fakes, sql, {
     AGENT_FALLBACK_REPLY: "We will be right with you.",
     BREAKER_HALF_OPEN_MS: String(halfOpenMs),

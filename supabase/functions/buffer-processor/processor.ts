@@ -272,6 +272,9 @@ function processorFrom(deps: Dependencies): Processor {
   return { drain, processBatch, breakers: deps.breakers };
 }
 
+/** First retry delay of agent and Graph API calls (doubling per attempt, jittered ×0.5–1.5). */
+export const RETRY_BASE_DELAY_MS = 500;
+
 /**
  * A processor on `sql`, with its agent and Graph API breakers restored from the database and saved back on
  * every state change (settled: a failed save is logged, never fails a batch).
@@ -297,7 +300,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
   const agentPolicy = resilient({
     timeoutMs: env.AGENT_TIMEOUT_MS,
     maxAttempts: 2,
-    baseDelayMs: 500,
+    baseDelayMs: RETRY_BASE_DELAY_MS,
     retryable: agentRetryable,
     breaks: () => true,
     breakerThreshold: env.BREAKER_THRESHOLD,
@@ -308,7 +311,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
   const graphPolicy = resilient({
     timeoutMs: env.GRAPH_TIMEOUT_MS,
     maxAttempts: 3,
-    baseDelayMs: 500,
+    baseDelayMs: RETRY_BASE_DELAY_MS,
     retryable: graphRetryable(5_000),
     breaks: graphBreaks,
     breakerThreshold: env.BREAKER_THRESHOLD,
