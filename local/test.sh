@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `npm test`: format, lint and type checks, then a throwaway cluster (never the data of a running
-# `npm start`) migrated with the Supabase CLI, plpgsql_check through `supabase db lint`, pgTAP through
-# pg_prove, deno test, and the benchmarks' quick mode against that cluster. Exits non-zero on the first
-# failure; leaves nothing running.
+# `npm test`: format, lint and type checks, one definition per database object, the docs' shape, then a
+# throwaway cluster (never the data of a running `npm start`) migrated with the Supabase CLI, plpgsql_check
+# through `supabase db lint`, pgTAP through pg_prove, deno test, and the benchmarks' quick mode against that
+# cluster. Exits non-zero on the first failure; leaves nothing running.
 set -euo pipefail
 # shellcheck source=local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +20,10 @@ step "deno lint"
 "$DENO" lint
 step "deno check"
 "$DENO" check .
+step "migrations: every object created once (local/check-migrations.ts)"
+"$DENO" run --allow-read local/check-migrations.ts
+step "docs: README front door, narrow tables (local/check-docs.ts)"
+"$DENO" run --allow-read local/check-docs.ts
 
 start_throwaway_cluster test "${WABASE_TEST_DB_PORT:-54330}"
 port=$THROWAWAY_PORT

@@ -1,4 +1,4 @@
--- wabase foundation: privileges baseline, the internal schema `wa`, and the health probe.
+-- wabase foundation: privileges baseline, the internal schema `wa`, and the event counts operations reads.
 
 -- ============================================================================================
 -- Privileges baseline
@@ -26,23 +26,16 @@ revoke all on schema wa from public;
 comment on schema wa is 'wabase internals; never exposed through the Data API.';
 
 -- ============================================================================================
--- Health probe
+-- Event counts for operations (public.ops_metrics): insert-only, so counting never makes concurrent
+-- workers queue on a shared counter row. Here because the capabilities that follow each count their own.
 -- ============================================================================================
-create or replace function wa.health()
-returns jsonb
-language sql
-stable
-set search_path = ''
-as $$
-  select jsonb_build_object(
-    'database', true,
-    'server_time', now(),
-    'pg_cron', (select jsonb_build_object('installed', true, 'version', e.extversion)
-                from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
-    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m)
-  )
-$$;
-comment on function wa.health() is
-  'Health facts for the health Edge Function: server time, pg_cron presence and version (null when absent), '
-  'and the latest applied migration version. Caller: service connection only.';
-revoke all on function wa.health() from public, anon, authenticated, service_role;
+create table wa.ops_events (
+  at timestamptz not null default now(),
+  kind text not null check (kind in ('claim', 'completion', 'duplicate', 'rate_limited')),
+  n integer not null default 1 check (n > 0)
+);
+create index ops_events_at_idx on wa.ops_events (at);
+comment on table wa.ops_events is
+  'Counts behind the per-minute figures of ops_metrics: batches claimed and completed, duplicate deliveries '
+  'suppressed, requests refused by a rate limit. One row per statement that did any, never updated.';
+revoke all on table wa.ops_events from public, anon, authenticated, service_role;

@@ -125,25 +125,39 @@ create trigger buffers_notify_due_on_update after update on wa.buffers
 -- ============================================================================================
 -- Claim, complete, fail
 -- ============================================================================================
+-- Hot functions here and in the other capabilities are PL/pgSQL rather than SQL: a SQL-language function with
+-- a SET clause (every one pins search_path = '') is never inlined, and Postgres 15 then plans its body on every
+-- call with the parameters unknown. For the claim that generic plan assumed a third of the buffers due and
+-- hash-joined all of wa.buffers and wa.buffer_messages: a claim cost grew with the backlog (5 ms at 10,000
+-- buffers), exactly when a team needs the drain fastest, after an outage. PL/pgSQL caches each statement's plan
+-- per connection and keeps a generic one only when it is no worse. The claim names its buffers by primary key
+-- (= any (v_due)), which every plan serves by index.
 create function wa.claim_buffers(
   p_worker text, p_limit integer default 1, p_lease interval default interval '60 seconds',
   p_max_attempts integer default 5, p_now timestamptz default now()
 )
 returns table (conversation_id uuid, fence bigint, first_seq bigint, up_to_seq bigint, message_count integer,
                attempts integer)
-language sql
+language plpgsql
 set search_path = ''
 as $$
-  with due as (
+#variable_conflict use_column
+declare
+  v_due uuid[];
+begin
+  v_due := array(
     select b.conversation_id
     from wa.buffers b
     where b.due_at <= p_now
       and (b.lease_until is null or (b.lease_until <= p_now and b.attempts < p_max_attempts))
     order by b.due_at
     for update skip locked
-    limit p_limit
-  ),
-  claimed as (
+    limit p_limit);
+  if cardinality(v_due) = 0 then
+    return;
+  end if;
+  return query
+  with claimed as (
     update wa.buffers b
     set fence = nextval('wa.buffer_fence_seq'),
         lease_until = p_now + p_lease,
@@ -156,27 +170,27 @@ as $$
                         'at', p_now, 'fence', b.fence, 'attempt', b.attempts,
                         'error', 'lease expired: worker ' || coalesce(b.claimed_by, '?') || ' lost the batch'))
                  end
-    from due d
-    where b.conversation_id = d.conversation_id
+    where b.conversation_id = any (v_due)
     returning b.conversation_id, b.fence, b.attempts
   ),
   marked as (
     update wa.buffer_messages m
     set fence = c.fence
     from claimed c
-    where m.conversation_id = c.conversation_id
+    where m.conversation_id = any (v_due) and m.conversation_id = c.conversation_id
     returning m.conversation_id, m.seq
   )
   select c.conversation_id, c.fence, min(m.seq), max(m.seq), count(m.seq)::integer, c.attempts
   from claimed c
   left join marked m on m.conversation_id = c.conversation_id
-  group by c.conversation_id, c.fence, c.attempts
+  group by c.conversation_id, c.fence, c.attempts;
+end;
 $$;
 comment on function wa.claim_buffers(text, integer, interval, integer, timestamptz) is
   'Claims up to p_limit due buffers for p_worker, atomically under any number of concurrent workers (FOR UPDATE '
   'SKIP LOCKED): each gets a lease, a new fencing token and its batch (every message visible now, first_seq .. '
   'up_to_seq). An expired lease is claimable again unless its batch used max_attempts (the sweep dead-letters '
-  'those). Caller: buffer-processor.';
+  'those). Cost independent of the backlog: every step goes by index. Caller: buffer-processor.';
 
 create function wa.locked_buffer(p_fence bigint)
 returns wa.buffers
@@ -241,13 +255,14 @@ declare
 begin
   delete from wa.buffer_messages m
   where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
+  insert into wa.ops_events (kind) values ('completion');
   return wa.rearm_buffer(v_buffer.conversation_id);
 end;
 $$;
 comment on function wa.complete_buffer(bigint, bigint) is
   'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq; messages that arrived while '
-  'it was processed stay and make the buffer due again. Returns how many are left. Raises P0410 for a stale '
-  'fence. Caller: buffer-processor.';
+  'it was processed stay and make the buffer due again. Counts the completion for ops_metrics. Returns how '
+  'many are left. Raises P0410 for a stale fence. Caller: buffer-processor.';
 
 create function wa.dead_letter_batch(p_buffer wa.buffers, p_errors jsonb)
 returns bigint
@@ -317,15 +332,17 @@ comment on function wa.fail_buffer(bigint, text, integer, interval, interval, in
 -- ============================================================================================
 create function wa.batch_reply_key(p_conversation_id uuid, p_fence bigint)
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
   -- Keyed by the batch's first message, not by the claim: a re-claim after a crash (new fence, maybe more
   -- messages) finds the reply already written for the same burst instead of answering it again.
-  select 'agent-reply:' || p_conversation_id || ':' || min(m.seq)
-  from wa.buffer_messages m
-  where m.conversation_id = p_conversation_id and m.fence = p_fence
+  return (select 'agent-reply:' || p_conversation_id || ':' || min(m.seq)
+          from wa.buffer_messages m
+          where m.conversation_id = p_conversation_id and m.fence = p_fence);
+end;
 $$;
 comment on function wa.batch_reply_key(uuid, bigint) is
   'Idempotency key of the agent reply to a batch: conversation and first buffered message. Null for an empty '
@@ -333,57 +350,64 @@ comment on function wa.batch_reply_key(uuid, bigint) is
 
 create function wa.agent_context(p_fence bigint, p_history integer default 20)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  with buffer as (
-    select b.conversation_id from wa.buffers b where b.fence = p_fence
-  ),
-  batch as (
-    select m.seq, pm.*
-    from buffer b
-    join wa.buffer_messages m on m.conversation_id = b.conversation_id and m.fence = p_fence
-    join public.messages pm on pm.id = m.message_id
-  ),
-  history as (
-    select pm.*
-    from buffer b
-    join public.messages pm on pm.conversation_id = b.conversation_id
-    where pm.id not in (select id from batch)
-    order by pm.sent_at desc
-    limit p_history
-  )
-  select jsonb_build_object(
-    'reply_key', wa.batch_reply_key(c.id, p_fence),
-    'conversation', jsonb_build_object('id', c.id, 'phone_number_id', c.phone_number_id,
-                                       'display_phone_number', n.display_phone_number),
-    'contact', jsonb_strip_nulls(jsonb_build_object('id', k.id, 'wa_id', k.wa_id, 'user_id', k.user_id,
-                                                    'name', k.profile_name)),
-    'batch', jsonb_build_object(
-      'fence', p_fence,
-      'first_seq', (select min(seq) from batch),
-      'up_to_seq', (select max(seq) from batch),
-      'messages', (select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-          'id', bm.id, 'wamid', bm.wamid, 'type', bm.type, 'text', bm.content_text, 'sent_at', bm.sent_at,
-          'context_wamid', bm.context_wamid,
-          'media', case when bm.type in ('image', 'audio', 'video', 'document', 'sticker') then jsonb_strip_nulls(
-                     jsonb_build_object('id', bm.body -> bm.type ->> 'id', 'mime_type', bm.body -> bm.type ->> 'mime_type',
-                                        'caption', bm.body -> bm.type ->> 'caption',
-                                        'filename', bm.body -> bm.type ->> 'filename')) end
-        )) order by bm.seq), '[]'::jsonb) from batch bm)),
-    'history', (select coalesce(jsonb_agg(jsonb_build_object('direction', h.direction, 'type', h.type,
-                                                              'text', h.content_text, 'sent_at', h.sent_at)
-                                          order by h.sent_at), '[]'::jsonb) from history h),
-    'existing_reply', (select jsonb_build_object('message_id', pm.id, 'status', pm.status, 'body', pm.body,
-                                                 'up_to_seq', r.up_to_seq)
-                       from wa.agent_replies r join public.messages pm on pm.id = r.message_id
-                       where r.idempotency_key = wa.batch_reply_key(c.id, p_fence))
-  )
-  from buffer b
-  join public.conversations c on c.id = b.conversation_id
-  join public.contacts k on k.id = c.contact_id
-  join wa.phone_numbers n on n.phone_number_id = c.phone_number_id
+declare
+  v_conversation_id uuid;
+  v_reply_key text;
+begin
+  select b.conversation_id into v_conversation_id from wa.buffers b where b.fence = p_fence;
+  if not found then
+    return null;
+  end if;
+  v_reply_key := wa.batch_reply_key(v_conversation_id, p_fence);
+  return (
+    with batch as (
+      select m.seq, pm.*
+      from wa.buffer_messages m
+      join public.messages pm on pm.id = m.message_id
+      where m.conversation_id = v_conversation_id and m.fence = p_fence
+    ),
+    history as (
+      select pm.*
+      from public.messages pm
+      where pm.conversation_id = v_conversation_id and pm.id not in (select id from batch)
+      order by pm.sent_at desc
+      limit p_history
+    )
+    select jsonb_build_object(
+      'reply_key', v_reply_key,
+      'conversation', jsonb_build_object('id', c.id, 'phone_number_id', c.phone_number_id,
+                                         'display_phone_number', n.display_phone_number),
+      'contact', jsonb_strip_nulls(jsonb_build_object('id', k.id, 'wa_id', k.wa_id, 'user_id', k.user_id,
+                                                      'name', k.profile_name)),
+      'batch', jsonb_build_object(
+        'fence', p_fence,
+        'first_seq', (select min(seq) from batch),
+        'up_to_seq', (select max(seq) from batch),
+        'messages', (select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+            'id', bm.id, 'wamid', bm.wamid, 'type', bm.type, 'text', bm.content_text, 'sent_at', bm.sent_at,
+            'context_wamid', bm.context_wamid,
+            'media', case when bm.type in ('image', 'audio', 'video', 'document', 'sticker') then jsonb_strip_nulls(
+                       jsonb_build_object('id', bm.body -> bm.type ->> 'id', 'mime_type', bm.body -> bm.type ->> 'mime_type',
+                                          'caption', bm.body -> bm.type ->> 'caption',
+                                          'filename', bm.body -> bm.type ->> 'filename')) end
+          )) order by bm.seq), '[]'::jsonb) from batch bm)),
+      'history', (select coalesce(jsonb_agg(jsonb_build_object('direction', h.direction, 'type', h.type,
+                                                                'text', h.content_text, 'sent_at', h.sent_at)
+                                            order by h.sent_at), '[]'::jsonb) from history h),
+      'existing_reply', (select jsonb_build_object('message_id', pm.id, 'status', pm.status, 'body', pm.body,
+                                                   'up_to_seq', r.up_to_seq)
+                         from wa.agent_replies r join public.messages pm on pm.id = r.message_id
+                         where r.idempotency_key = v_reply_key)
+    )
+    from public.conversations c
+    join public.contacts k on k.id = c.contact_id
+    join wa.phone_numbers n on n.phone_number_id = c.phone_number_id
+    where c.id = v_conversation_id);
+end;
 $$;
 comment on function wa.agent_context(bigint, integer) is
   'Everything the processor needs for one claimed batch, in one round trip: conversation, contact (wa_id and/or '
@@ -505,45 +529,6 @@ comment on function wa.sweep_orphaned_buffers(integer, timestamptz) is
   'dead-letters those that used max_attempts, wakes workers for the rest, and records the counts in '
   'wa.job_runs.';
 
-create function wa.purge_expired(
-  p_keep_events interval default interval '30 days', p_keep_receipts interval default interval '30 days',
-  p_keep_job_runs interval default interval '14 days', p_now timestamptz default now()
-)
-returns jsonb
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_events integer;
-  v_receipts integer;
-  v_statuses integer;
-  v_job_runs integer;
-  v_result jsonb;
-begin
-  if p_keep_receipts < interval '8 days' then
-    -- Meta redelivers for up to 7 days: a shorter memory would store a late redelivery twice.
-    raise exception 'receipts must be kept longer than Meta''s 7-day redelivery window' using errcode = '22023';
-  end if;
-  -- Ingested events only: a rejected body stays until someone has looked at it.
-  delete from wa.webhook_events where received_at < p_now - p_keep_events and error is null;
-  get diagnostics v_events = row_count;
-  delete from wa.inbound_receipts where last_seen_at < p_now - p_keep_receipts;
-  get diagnostics v_receipts = row_count;
-  delete from wa.message_statuses where last_seen_at < p_now - p_keep_receipts;
-  get diagnostics v_statuses = row_count;
-  delete from wa.job_runs where ran_at < p_now - p_keep_job_runs;
-  get diagnostics v_job_runs = row_count;
-  v_result := jsonb_build_object('webhook_events', v_events, 'inbound_receipts', v_receipts,
-                                 'message_statuses', v_statuses, 'job_runs', v_job_runs);
-  insert into wa.job_runs (job, ran_at, result) values ('retention', p_now, v_result);
-  return v_result;
-end;
-$$;
-comment on function wa.purge_expired(interval, interval, interval, timestamptz) is
-  'Retention (pg_cron, daily): deletes ingested webhook events, inbound receipts and status events older than '
-  'their keep intervals (receipts at least 8 days: Meta redelivers for 7) and old job runs; rejected events, '
-  'messages and dead letters are kept. Records the counts in wa.job_runs.';
-
 create function wa.pg_cron_version()
 returns integer[]
 language sql
@@ -611,7 +596,6 @@ comment on table wa.jobs is
   'The pg_cron jobs wabase wants; each migration adds its own, wa.schedule_jobs() makes pg_cron match.';
 insert into wa.jobs (name, schedule, command, seconds_schedule, needs_pg_net) values
   ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()', null, false),
-  ('wabase-retention', '17 3 * * *', 'select wa.purge_expired()', null, false),
   ('wabase-buffer-processor', '* * * * *', 'select wa.invoke_buffer_processor()', '5 seconds', true);
 
 create function wa.schedule_jobs()
@@ -661,7 +645,7 @@ revoke all on function wa.claim_buffers(text, integer, interval, integer, timest
   wa.batch_reply_key(uuid, bigint), wa.agent_context(bigint, integer),
   wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz),
   wa.record_send_result(uuid, text, text, jsonb, timestamptz),
-  wa.sweep_orphaned_buffers(integer, timestamptz), wa.purge_expired(interval, interval, interval, timestamptz),
+  wa.sweep_orphaned_buffers(integer, timestamptz),
   wa.pg_cron_version(), wa.invoke_buffer_processor(), wa.schedule_jobs()
   from public, anon, authenticated, service_role;
 
@@ -677,52 +661,5 @@ $$;
 comment on function wa.save_circuit_breaker(text, text, jsonb) is
   'Stores a circuit breaker''s state change. Caller: buffer-processor (settled: a failure here never fails a batch).';
 revoke all on function wa.save_circuit_breaker(text, text, jsonb) from public, anon, authenticated, service_role;
-
--- ============================================================================================
--- Health: the foundation's facts plus the processor's
--- ============================================================================================
-create or replace function wa.health()
-returns jsonb
-language sql
-stable
-set search_path = ''
-as $$
-  select jsonb_build_object(
-    'database', true,
-    'server_time', now(),
-    'pg_cron', (select jsonb_build_object('installed', true, 'version', e.extversion)
-                from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
-    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
-    'cron_jobs', (select coalesce(jsonb_agg(j.jobname order by j.jobname), '[]'::jsonb)
-                  from cron.job j where j.jobname like 'wabase-%'),
-    'missing_jobs', (select coalesce(jsonb_agg(w.name order by w.name), '[]'::jsonb)
-                     from wa.jobs w
-                     where not exists (select from cron.job j where j.jobname = w.name)
-                       and (not w.needs_pg_net
-                            or to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null)),
-    'job_runs', (select coalesce(jsonb_object_agg(r.job, jsonb_build_object('ran_at', r.ran_at, 'result', r.result)),
-                                 '{}'::jsonb)
-                 from (select distinct on (jr.job) jr.job, jr.ran_at, jr.result from wa.job_runs jr
-                       order by jr.job, jr.ran_at desc) r),
-    'buffers', (select jsonb_build_object(
-                  'buffers', count(*),
-                  'messages', coalesce(sum(b.message_count), 0),
-                  'due', count(*) filter (where b.due_at <= now() and b.lease_until is null),
-                  'claimed', count(*) filter (where b.lease_until > now()),
-                  'expired_leases', count(*) filter (where b.lease_until <= now()),
-                  'oldest_overdue_seconds', coalesce(extract(epoch from now() - min(b.due_at)
-                                                       filter (where b.due_at <= now())), 0))
-                from wa.buffers b),
-    'dead_letters', (select count(*) from wa.dead_letters),
-    'unknown_sends', (select count(*) from public.messages m where m.direction = 'outbound' and m.status = 'unknown'),
-    'circuit_breakers', (select coalesce(jsonb_object_agg(c.name, jsonb_build_object('state', c.state,
-                                                                                     'since', c.updated_at)),
-                                         '{}'::jsonb) from wa.circuit_breakers c)
-  )
-$$;
-comment on function wa.health() is
-  'Health facts for the health Edge Function: server time, pg_cron and its wabase jobs with their last runs, '
-  'latest migration, buffer depth and oldest overdue age, dead letters, sends of unknown outcome, circuit '
-  'breaker states. Caller: service connection only.';
 
 select wa.schedule_jobs();

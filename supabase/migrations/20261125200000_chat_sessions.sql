@@ -23,15 +23,18 @@ comment on table wa.chat_sessions is 'The bot''s state per conversation, version
 
 create function wa.get_chat_session(p_conversation_id uuid)
 returns table (state text, data jsonb, version bigint, updated_at timestamptz, expires_at timestamptz)
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
+  return query
   select s.state, s.data, s.version, s.updated_at, s.expires_at
-  from wa.chat_sessions s where s.conversation_id = p_conversation_id
-  union all
-  select 'start', '{}'::jsonb, 0::bigint, null::timestamptz, null::timestamptz
-  where not exists (select from wa.chat_sessions s where s.conversation_id = p_conversation_id)
+  from wa.chat_sessions s where s.conversation_id = p_conversation_id;
+  if not found then
+    return query select 'start'::text, '{}'::jsonb, 0::bigint, null::timestamptz, null::timestamptz;
+  end if;
+end;
 $$;
 comment on function wa.get_chat_session(uuid) is
   'The session of a conversation; a conversation without one reads as state start, empty data, version 0 (the '
@@ -122,42 +125,24 @@ comment on table wa.bot_daily_stats is 'Batches the bot handled per day, busines
 
 create function wa.note_batch_outcome(p_conversation_id uuid, p_outcome text, p_now timestamptz default now())
 returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
+begin
   update public.conversations set bot_last_activity_at = p_now where id = p_conversation_id;
   insert into wa.bot_daily_stats as s (day, phone_number_id, outcome, batches)
   select (p_now at time zone 'utc')::date, c.phone_number_id, p_outcome, 1
   from public.conversations c where c.id = p_conversation_id
   on conflict (day, phone_number_id, outcome) do update set batches = s.batches + 1;
+end;
 $$;
 comment on function wa.note_batch_outcome(uuid, text, timestamptz) is
   'Non-critical bookkeeping after a batch: the conversation''s bot activity stamp and the daily counters. '
   'Called with settled semantics: its failure is logged and counted, never fails or repeats a batch. Caller: '
   'buffer-processor.';
 
--- ============================================================================================
--- The agent sees the session
--- ============================================================================================
-create or replace function wa.agent_context_with_session(p_fence bigint, p_history integer default 20)
-returns jsonb
-language sql
-stable
-set search_path = ''
-as $$
-  select ctx || jsonb_build_object('session', (
-    select jsonb_build_object('state', s.state, 'data', s.data, 'version', s.version)
-    from wa.get_chat_session((ctx -> 'conversation' ->> 'id')::uuid) s))
-  from wa.agent_context(p_fence, p_history) ctx
-  where ctx is not null
-$$;
-comment on function wa.agent_context_with_session(bigint, integer) is
-  'wa.agent_context plus the conversation''s chat session (state, data, version; version 0 when none), still one '
-  'round trip. Null for a stale fence. Caller: buffer-processor.';
-
 revoke all on function wa.get_chat_session(uuid), wa.update_chat_session(uuid, bigint, text, jsonb, timestamptz),
-  wa.expire_idle_sessions(timestamptz), wa.note_batch_outcome(uuid, text, timestamptz),
-  wa.agent_context_with_session(bigint, integer)
+  wa.expire_idle_sessions(timestamptz), wa.note_batch_outcome(uuid, text, timestamptz)
   from public, anon, authenticated, service_role;
 
 -- ============================================================================================

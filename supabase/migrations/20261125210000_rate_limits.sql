@@ -112,6 +112,10 @@ begin
   update wa.rate_limit_buckets b
   set tokens = v_tokens, updated_at = greatest(b.updated_at, p_now)
   where b.subject = p_subject and b.category = p_category;
+  if not allowed then
+    -- A refusal is counted for ops_metrics; an allowed take is not an event worth a row.
+    insert into wa.ops_events (kind) values ('rate_limited');
+  end if;
   return next;
 end;
 $$;
@@ -121,8 +125,8 @@ comment on function wa.take_rate_limit_token(text, text, integer, timestamptz) i
   'returns allowed true, the tokens left and retry_after_ms 0. Otherwise returns allowed false, the tokens '
   'there and retry_after_ms = the wait until p_cost tokens are (rounded up, >= 1), leaving the bucket as it '
   'was but for the refill. Atomic under any concurrency (row lock on the bucket). Raises 22023 for an empty '
-  'subject, an unknown category, a cost below 1 or above the capacity. Caller: Edge Functions via takeToken '
-  '(_shared/ratelimit.ts), which answers 429 with Retry-After.';
+  'subject, an unknown category, a cost below 1 or above the capacity. Counts a refusal for ops_metrics. '
+  'Caller: Edge Functions via takeToken (_shared/ratelimit.ts), which answers 429 with Retry-After.';
 
 -- ============================================================================================
 -- Purging full buckets

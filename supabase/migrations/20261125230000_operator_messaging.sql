@@ -221,23 +221,30 @@ grant execute on function public.pause_bot(uuid, timestamptz), public.resume_bot
 -- ============================================================================================
 -- The processor respects the pause: the context says so, and the reply cannot be written while paused
 -- ============================================================================================
-create or replace function wa.agent_context_with_session(p_fence bigint, p_history integer default 20)
+create function wa.agent_context_with_session(p_fence bigint, p_history integer default 20)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select ctx || jsonb_build_object(
+declare
+  v_context jsonb := wa.agent_context(p_fence, p_history);
+  v_conversation_id uuid := (v_context -> 'conversation' ->> 'id')::uuid;
+begin
+  if v_context is null then
+    return null;
+  end if;
+  return v_context || jsonb_build_object(
     'session', (select jsonb_build_object('state', s.state, 'data', s.data, 'version', s.version)
-                from wa.get_chat_session((ctx -> 'conversation' ->> 'id')::uuid) s),
+                from wa.get_chat_session(v_conversation_id) s),
     'bot_paused', (select coalesce(c.bot_paused_until > now(), false) from public.conversations c
-                   where c.id = (ctx -> 'conversation' ->> 'id')::uuid))
-  from wa.agent_context(p_fence, p_history) ctx
-  where ctx is not null
+                   where c.id = v_conversation_id));
+end;
 $$;
 comment on function wa.agent_context_with_session(bigint, integer) is
   'wa.agent_context plus the conversation''s chat session (state, data, version; version 0 when none) and whether '
   'the bot is paused there, still one round trip. Null for a stale fence. Caller: buffer-processor.';
+revoke all on function wa.agent_context_with_session(bigint, integer) from public, anon, authenticated, service_role;
 
 create function wa.refuse_reply_while_paused()
 returns trigger

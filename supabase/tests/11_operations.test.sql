@@ -142,7 +142,7 @@ reset role;
 select is_empty(
   $$select f::text || ' by ' || r.rolname
     from unnest(array['wa.purge_history(timestamptz)', 'wa.count_claims()', 'wa.count_duplicate_inserts()',
-                      'wa.count_duplicate_redeliveries()', 'wa.spend_rate_limit_tokens(text, text, integer, timestamptz)',
+                      'wa.count_duplicate_redeliveries()',
                       'wa.take_rate_limit_token(text, text, integer, timestamptz)']::regprocedure[]) f
     cross join (values ('anon'), ('authenticated'), ('service_role')) as r (rolname)
     where has_function_privilege(r.rolname, f, 'execute')$$,

@@ -3,19 +3,8 @@
 -- that grows without bound.
 
 -- ============================================================================================
--- Event counts: insert-only, so counting never makes concurrent workers queue on a shared counter row
+-- Event counts (wa.ops_events, in the foundation) kept by statement triggers where no function knows
 -- ============================================================================================
-create table wa.ops_events (
-  at timestamptz not null default now(),
-  kind text not null check (kind in ('claim', 'completion', 'duplicate', 'rate_limited')),
-  n integer not null default 1 check (n > 0)
-);
-create index ops_events_at_idx on wa.ops_events (at);
-comment on table wa.ops_events is
-  'Counts behind the per-minute figures of ops_metrics: batches claimed and completed, duplicate deliveries '
-  'suppressed, requests refused by a rate limit. One row per statement that did any, never updated.';
-revoke all on table wa.ops_events from public, anon, authenticated, service_role;
-
 create function wa.count_claims()
 returns trigger
 language plpgsql
@@ -89,64 +78,6 @@ revoke all on function wa.count_duplicate_redeliveries() from public, anon, auth
 create trigger inbound_receipts_count_redeliveries after update on wa.inbound_receipts
   referencing old table as bumped_before new table as bumped_after
   for each statement execute function wa.count_duplicate_redeliveries();
-
--- Completions: the only place that knows a batch finished (rather than failed or was dead-lettered).
-create or replace function wa.complete_buffer(p_fence bigint, p_up_to_seq bigint)
-returns integer
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_buffer wa.buffers := wa.locked_buffer(p_fence);
-begin
-  delete from wa.buffer_messages m
-  where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
-  insert into wa.ops_events (kind) values ('completion');
-  return wa.rearm_buffer(v_buffer.conversation_id);
-end;
-$$;
-comment on function wa.complete_buffer(bigint, bigint) is
-  'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq; messages that arrived while '
-  'it was processed stay and make the buffer due again. Counts the completion for ops_metrics. Returns how '
-  'many are left. Raises P0410 for a stale fence. Caller: buffer-processor.';
-
--- Rate-limit refusals: the bucket logic stays as it was, under a new name, behind a wrapper that counts.
-alter function wa.take_rate_limit_token(text, text, integer, timestamptz) rename to spend_rate_limit_tokens;
-comment on function wa.spend_rate_limit_tokens(text, text, integer, timestamptz) is
-  'The token bucket behind wa.take_rate_limit_token: refills the (subject, category) bucket continuously up to '
-  'its capacity (wa.rate_limit_config); a new subject starts full. With at least p_cost tokens: takes them and '
-  'returns allowed true, the tokens left and retry_after_ms 0. Otherwise returns allowed false, the tokens '
-  'there and retry_after_ms = the wait until p_cost tokens are (rounded up, >= 1), leaving the bucket as it '
-  'was but for the refill. Atomic under any concurrency (row lock on the bucket). Raises 22023 for an empty '
-  'subject, an unknown category, a cost below 1 or above the capacity.';
-
-create function wa.take_rate_limit_token(
-  p_subject text, p_category text, p_cost integer default 1, p_now timestamptz default clock_timestamp()
-)
-returns table (allowed boolean, remaining double precision, retry_after_ms integer)
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_allowed boolean;
-  v_remaining double precision;
-  v_retry_after_ms integer;
-begin
-  select t.allowed, t.remaining, t.retry_after_ms into v_allowed, v_remaining, v_retry_after_ms
-  from wa.spend_rate_limit_tokens(p_subject, p_category, p_cost, p_now) t;
-  if not v_allowed then
-    insert into wa.ops_events (kind) values ('rate_limited');
-  end if;
-  return query select v_allowed, v_remaining, v_retry_after_ms;
-end;
-$$;
-comment on function wa.take_rate_limit_token(text, text, integer, timestamptz) is
-  'Takes p_cost tokens from the (subject, category) bucket (see wa.spend_rate_limit_tokens for the rules) and '
-  'counts a refusal for ops_metrics. Returns allowed, the tokens left and retry_after_ms. Caller: Edge '
-  'Functions via takeToken (_shared/ratelimit.ts), which answers 429 with Retry-After.';
-revoke all on function wa.spend_rate_limit_tokens(text, text, integer, timestamptz),
-  wa.take_rate_limit_token(text, text, integer, timestamptz)
-  from public, anon, authenticated, service_role;
 
 -- Cheap counts for a probe that runs every few seconds on tables that only grow.
 create index messages_unknown_outcome_idx on public.messages (conversation_id)
@@ -265,9 +196,6 @@ comment on function public.ops_metrics() is
 revoke all on function public.ops_metrics() from public, anon, authenticated;
 grant execute on function public.ops_metrics() to service_role;
 
--- ops_metrics holds every fact the health function used to read from wa.health.
-drop function wa.health();
-
 -- ============================================================================================
 -- Retention
 -- ============================================================================================
@@ -332,6 +260,5 @@ comment on function wa.purge_history(timestamptz) is
   'events, messages and dead letters are kept. Records and returns the counts removed per target.';
 revoke all on function wa.purge_history(timestamptz) from public, anon, authenticated, service_role;
 
-update wa.jobs set command = 'select wa.purge_history()' where name = 'wabase-retention';
-drop function wa.purge_expired(interval, interval, interval, timestamptz);
+insert into wa.jobs (name, schedule, command) values ('wabase-retention', '17 3 * * *', 'select wa.purge_history()');
 select wa.schedule_jobs();
