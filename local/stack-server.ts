@@ -1,11 +1,15 @@
-// `npm start` / `npm run up`: one process serving the Edge Functions, the fake Graph API, the demo agent
-// and the buffer worker, so the whole backend runs end to end with no external account. Ports default to
-// the stack's (functions 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
+// `npm start` / `npm run up`: one process serving the Supabase API on :54321 (the gateway in front of the real
+// PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent
+// and the buffer worker, so the whole backend runs end to end with no external account. Ports default to the
+// stack's (API 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
 import { runWorker } from "./buffer-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
 import { startFakeGraph } from "./fake-graph.ts";
-import { startFunctionsServer } from "./functions-server.ts";
+import { createRouter, loadFunctions } from "./functions-server.ts";
+import { type Api, apiKeys, startApi } from "./gateway-server.ts";
+import { authEnv, createVerifier } from "../supabase/functions/_shared/auth.ts";
+import { loadEnv } from "../supabase/functions/_shared/env.ts";
 import { log } from "../supabase/functions/_shared/log.ts";
 
 const port = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
@@ -25,19 +29,34 @@ const graph = await startFakeGraph({
     }),
 });
 const agent = await startDemoAgent({ port: port("DEMO_AGENT_PORT", 54332) });
-let server: Deno.HttpServer<Deno.NetAddr>;
+const apiPort = port("FUNCTIONS_PORT", 54321);
+let api: Api;
 try {
-  server = await startFunctionsServer({ port: port("FUNCTIONS_PORT", 54321) });
+  const functions = createRouter(await loadFunctions(), createVerifier(loadEnv(authEnv)));
+  api = await startApi({
+    dbUrl: Deno.env.get("SUPABASE_DB_URL") ?? "",
+    jwtSecret: Deno.env.get("JWT_SECRET") ?? "",
+    keys: apiKeys(Deno.env.toObject()),
+    functions,
+    publicUrl: `http://127.0.0.1:${apiPort}`,
+    storageRoot: Deno.env.get("WABASE_STORAGE_ROOT") ??
+      new URL("../.local/storage", import.meta.url).pathname,
+    onPostgrestLog: (line) => log("info", { service: "postgrest", msg: line }),
+  });
 } catch (error) {
-  console.error(`functions server refused to start: ${error instanceof Error ? error.message : error}`);
+  console.error(`the API refused to start: ${error instanceof Error ? error.message : error}`);
   Deno.exit(1);
 }
+const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
 const controller = new AbortController();
 const worker = runWorker({ signal: controller.signal });
 
+const base = `http://${server.addr.hostname}:${server.addr.port}`;
 log("info", {
-  msg: "functions server listening",
-  url: `http://${server.addr.hostname}:${server.addr.port}/functions/v1/`,
+  msg: "Supabase API listening",
+  url: `${base}/`,
+  rest: `${base}/rest/v1/ (PostgREST ${api.postgrestVersion})`,
+  functions: `${base}/functions/v1/`,
   fake_graph_api: graph.url,
   demo_agent: agent.url,
   worker: "buffer worker running (LISTEN wa_buffer_due)",
@@ -46,7 +65,8 @@ log("info", {
 async function stop() {
   controller.abort();
   await worker.catch(() => {});
-  await server?.shutdown();
+  await server.shutdown();
+  await api.close();
   await graph.close();
   await agent.close();
   Deno.exit(0);

@@ -37,7 +37,8 @@ server_running() { [ -f "$SERVER_PID" ] && kill -0 "$(cat "$SERVER_PID")" 2>/dev
 start_server() {
   port_in_use "$FUNCTIONS_PORT" && die "port $FUNCTIONS_PORT is taken by another process"
   : >"$SERVER_LOG"
-  (FUNCTIONS_PORT=$FUNCTIONS_PORT exec setsid "$DENO" run -A "$ROOT/local/stack-server.ts" >>"$SERVER_LOG" 2>&1) &
+  (FUNCTIONS_PORT=$FUNCTIONS_PORT WABASE_STORAGE_ROOT="$STATE/storage" \
+    exec setsid "$DENO" run -A "$ROOT/local/stack-server.ts" >>"$SERVER_LOG" 2>&1) &
   echo $! >"$SERVER_PID"
 }
 
@@ -62,11 +63,22 @@ wait_healthy() {
 }
 
 print_urls() {
-  local demo
+  local demo api="http://127.0.0.1:$FUNCTIONS_PORT" anon password
   demo=$("$DENO" run -A "$ROOT/local/demo-webhook.ts")
+  anon=$(env_value SUPABASE_ANON_KEY)
+  password=$(env_value WABASE_DEMO_PASSWORD)
   cat >&2 <<EOF
 
   wabase is running
+  Supabase API $api   (createClient("$api", anonKey) works unchanged)
+  REST        $api/rest/v1/   (PostgREST $("$POSTGREST" --version | sed 's/PostgREST //'))
+  Auth        $api/auth/v1/   (stand-in: password sign-in, refresh, user, sign-out, admin users)
+  Storage     $api/storage/v1/
+  Realtime    ws://127.0.0.1:$FUNCTIONS_PORT/realtime/v1/websocket
+  anon key    $anon
+  service key $(env_value SUPABASE_SERVICE_ROLE_KEY)
+  Demo users  ana@, beto@ (executives), coordinacion@, admin@ ...demo.wabase.local
+  Password    $password   (WABASE_DEMO_PASSWORD)
   Database    postgresql://postgres:postgres@127.0.0.1:$DB_PORT/postgres
   Functions   $FUNCTIONS_URL/<name>
   Readiness   curl $FUNCTIONS_URL/health/ready
@@ -76,6 +88,13 @@ print_urls() {
 
   Send a signed demo WhatsApp message:
   $demo
+
+  Sign in as Ana and list her conversations:
+  TOKEN=\$(curl -sS '$api/auth/v1/token?grant_type=password' -H "apikey: $anon" \\
+    -H 'content-type: application/json' -d '{"email":"ana@demo.wabase.local","password":"$password"}' \\
+    | node -pe 'JSON.parse(require("fs").readFileSync(0)).access_token')
+  curl -sS -X POST $api/rest/v1/rpc/list_conversations -H "apikey: $anon" -H "authorization: Bearer \$TOKEN" \\
+    -H 'content-type: application/json' -d '{}'
 
 EOF
 }
