@@ -2,11 +2,17 @@
 // cost one request per batch, not one per row. Two batch loaders over the batch RPCs; when a Realtime hub is
 // given, changed profiles and prospects are forgotten as the database announces them, and everything is
 // forgotten after a reconnect, since changes may have been missed meanwhile.
-import type { SupabaseClient } from "@supabase/supabase-js";
 import { type BatchLoader, createBatchLoader } from "./batch-loader.ts";
 import type { RealtimeHub, Unsubscribe } from "./realtime-hub.ts";
 import { rpc } from "./rpc.ts";
-import type { BackupInfo, ProfileRow, ProspectBackupFlag, ProspectRow, RowChange } from "./types.ts";
+import type {
+  BackupInfo,
+  ProfileRow,
+  ProspectBackupFlag,
+  ProspectRow,
+  RowChange,
+  WabaseClient,
+} from "./types.ts";
 
 export interface BackupServiceOptions {
   /** The most ids in one RPC call (default 100). */
@@ -31,7 +37,7 @@ export class BackupService {
   readonly #backedUpBy = new Map<string, Set<string>>();
   readonly #unsubscribes: Unsubscribe[] = [];
 
-  constructor(supabase: SupabaseClient, options: BackupServiceOptions = {}) {
+  constructor(supabase: WabaseClient, options: BackupServiceOptions = {}) {
     const loaderOptions = { maxBatch: options.maxBatch, ttlMs: options.ttlMs, now: options.now };
     this.#info = createBatchLoader(async (userIds) => {
       const rows = await rpc.getBackupInfo(supabase, userIds);

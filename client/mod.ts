@@ -29,6 +29,7 @@ export type {
   BackupInfo,
   ChangeOperation,
   ConversationRow,
+  Database,
   Json,
   MessageRow,
   MessageStatus,
@@ -37,5 +38,6 @@ export type {
   ProspectRow,
   Role,
   RowChange,
+  WabaseClient,
   WabaseTables,
 } from "./types.ts";

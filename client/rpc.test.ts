@@ -1,91 +1,133 @@
-// The typed RPC wrappers on a real supabase-js client: the request each one makes, the data it returns, and
-// PostgREST errors surfacing as WabaseRpcError.
+// The typed RPC wrappers on a real supabase-js client against the real PostgREST of the local stack: the
+// request each one makes, the data the database answers, and PostgREST's refusals surfacing as
+// WabaseRpcError.
 import assert from "node:assert/strict";
+import { createClient } from "@supabase/supabase-js";
+import { startTestApi, type TestApi } from "../local/testing/api.ts";
+import { testSql } from "../local/testing/db.ts";
 import { WabaseRpcError } from "./errors.ts";
 import { rpc } from "./rpc.ts";
-import { fakePostgrest, type RpcAnswer } from "./testing/fake-postgrest.ts";
+import { teamFixture } from "./testing/fixtures.ts";
+import { recordingClient } from "./testing/postgrest.ts";
+import type { Database } from "./types.ts";
 
-const CONVERSATION = "7f1c2e3d-4b5a-4c6d-8e9f-0a1b2c3d4e5f";
+async function withApi(fn: (api: TestApi) => Promise<void>) {
+  const api = await startTestApi({ functions: () => new Response(null, { status: 404 }) });
+  try {
+    await fn(api);
+  } finally {
+    await api.close();
+  }
+}
+
+async function fixture() {
+  const sql = testSql(1);
+  try {
+    return await teamFixture(sql);
+  } finally {
+    await sql.end();
+  }
+}
 
 Deno.test("rpc: the batch RPCs send every id in one request and return the rows", async () => {
-  const { requests, supabase } = fakePostgrest((fn) =>
-    fn === "get_backup_info"
-      ? {
-        body: [{
-          user_id: "u1",
-          backup_id: "u2",
-          has_backup: true,
-          backup_name: "Beto",
-          backup_phone: "1",
-          phone: "1",
-          original_phone: "2",
-        }],
-      }
-      : { body: [{ prospect_id: "p1", executive_id: "u1", handled_as_backup: true }] }
-  );
-  const rows = await rpc.getBackupInfo(supabase, ["u1", "u3"]);
-  assert.deepEqual(rows.map((row) => [row.user_id, row.backup_name]), [["u1", "Beto"]]);
-  const flags = await rpc.prospectsHandledAsBackup(supabase, ["p1"]);
-  assert.equal(flags[0]?.handled_as_backup, true);
-  assert.deepEqual(requests.map(({ fn, args }) => ({ fn, args })), [
-    { fn: "get_backup_info", args: { user_ids: ["u1", "u3"] } },
-    { fn: "prospects_handled_as_backup", args: { prospect_ids: ["p1"] } },
-  ]);
+  const team = await fixture();
+  await withApi(async (api) => {
+    const { requests, supabase } = recordingClient(api, () => team.tokens.beto);
+    const unknown = crypto.randomUUID();
+    const rows = await rpc.getBackupInfo(supabase, [team.ana.id, unknown, team.beto.id]);
+    assert.deepEqual(rows.map((row) => [row.user_id, row.has_backup, row.backup_phone]), [
+      [team.ana.id, true, "5215500000002"],
+      [team.beto.id, false, null],
+    ]);
+    assert.equal(rows[0]!.original_phone, "5215500000001");
+    const flags = await rpc.prospectsHandledAsBackup(supabase, [team.anaProspect, team.betoProspect]);
+    assert.deepEqual(flags.map((flag) => [flag.prospect_id, flag.handled_as_backup]), [
+      [team.anaProspect, true],
+      [team.betoProspect, false],
+    ]);
+    assert.deepEqual(requests.map(({ fn, args }) => ({ fn, args })), [
+      { fn: "get_backup_info", args: { user_ids: [team.ana.id, unknown, team.beto.id] } },
+      { fn: "prospects_handled_as_backup", args: { prospect_ids: [team.anaProspect, team.betoProspect] } },
+    ]);
+    assert.equal(requests[0]!.headers.get("authorization"), `Bearer ${team.tokens.beto}`);
+  });
 });
 
 Deno.test("rpc: pauseBot sends the end of the pause only when given and returns Postgres's timestamp", async () => {
-  const { requests, supabase } = fakePostgrest((_fn, args) => ({ body: args.until ?? "infinity" }));
-  assert.equal(await rpc.pauseBot(supabase, CONVERSATION), "infinity");
-  assert.equal(await rpc.pauseBot(supabase, CONVERSATION, null), "infinity");
-  const until = new Date("2026-03-01T12:00:00Z");
-  assert.equal(await rpc.pauseBot(supabase, CONVERSATION, until), "2026-03-01T12:00:00.000Z");
-  assert.deepEqual(requests.map((request) => request.args), [
-    { conversation_id: CONVERSATION },
-    { conversation_id: CONVERSATION },
-    { conversation_id: CONVERSATION, until: "2026-03-01T12:00:00.000Z" },
-  ]);
-  assert.ok(requests.every((request) => request.fn === "pause_bot"));
+  const team = await fixture();
+  await withApi(async (api) => {
+    const { requests, supabase } = recordingClient(api, () => team.tokens.ana);
+    assert.equal(await rpc.pauseBot(supabase, team.anaConversation), "infinity");
+    assert.equal(await rpc.pauseBot(supabase, team.anaConversation, null), "infinity");
+    const until = new Date("2099-03-01T12:00:00Z");
+    assert.equal(await rpc.pauseBot(supabase, team.anaConversation, until), "2099-03-01T12:00:00+00:00");
+    assert.deepEqual(requests.map((request) => request.args), [
+      { conversation_id: team.anaConversation },
+      { conversation_id: team.anaConversation },
+      { conversation_id: team.anaConversation, until: "2099-03-01T12:00:00.000Z" },
+    ]);
+    assert.ok(requests.every((request) => request.fn === "pause_bot"));
+  });
 });
 
 Deno.test("rpc: resumeBot resolves on PostgREST's empty answer", async () => {
-  const { requests, supabase } = fakePostgrest(() => ({}));
-  assert.equal(await rpc.resumeBot(supabase, CONVERSATION), undefined);
-  assert.deepEqual(requests.map(({ fn, args }) => ({ fn, args })), [
-    { fn: "resume_bot", args: { conversation_id: CONVERSATION } },
-  ]);
+  const team = await fixture();
+  await withApi(async (api) => {
+    const { requests, supabase } = recordingClient(api, () => team.tokens.ana);
+    await rpc.pauseBot(supabase, team.anaConversation);
+    assert.equal(await rpc.resumeBot(supabase, team.anaConversation), undefined);
+    assert.deepEqual(requests.map(({ fn }) => fn), ["pause_bot", "resume_bot"]);
+    const sql = testSql(1);
+    try {
+      const [row] =
+        await sql`select bot_paused_until from public.conversations where id = ${team.anaConversation}`;
+      assert.equal(row!.bot_paused_until, null);
+    } finally {
+      await sql.end();
+    }
+  });
 });
 
-Deno.test("rpc: refusals throw WabaseRpcError with PostgREST's code, details and hint", async () => {
-  const refusal: RpcAnswer = {
-    status: 403,
-    body: {
-      code: "P0403",
-      message: `you may not act on conversation ${CONVERSATION}`,
-      details: null,
-      hint: "forbidden",
-    },
-  };
-  const { supabase } = fakePostgrest(() => refusal);
-  for (
-    const call of [() => rpc.pauseBot(supabase, CONVERSATION), () => rpc.resumeBot(supabase, CONVERSATION)]
-  ) {
-    await assert.rejects(call(), (error: unknown) => {
+Deno.test("rpc: refusals throw WabaseRpcError with PostgREST's status, code and hint", async () => {
+  const team = await fixture();
+  await withApi(async (api) => {
+    // Beto backs Ana up, not the other way round: Ana may not act on Beto's conversation.
+    const ana = recordingClient(api, () => team.tokens.ana).supabase;
+    for (
+      const call of [
+        () => rpc.pauseBot(ana, team.betoConversation),
+        () => rpc.resumeBot(ana, team.betoConversation),
+      ]
+    ) {
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(error instanceof WabaseRpcError);
+        assert.equal(error.code, "P0403");
+        assert.equal(error.hint, "forbidden");
+        // PostgREST answers class P0 codes other than P0001 with 500 (local/role-matrix.test.ts).
+        assert.equal(error.status, 500);
+        assert.match(error.message, /you may not act on conversation/);
+        return true;
+      });
+    }
+    const signedOut = recordingClient(api, () => null).supabase;
+    await assert.rejects(rpc.getBackupInfo(signedOut, [team.ana.id]), (error: unknown) => {
       assert.ok(error instanceof WabaseRpcError);
-      assert.equal(error.code, "P0403");
-      assert.equal(error.hint, "forbidden");
-      assert.equal(error.details, null);
-      assert.equal(error.status, 403);
-      assert.match(error.message, /you may not act on conversation/);
+      assert.equal(error.code, "42501");
+      assert.equal(error.status, 401);
+      assert.equal(error.fn, "get_backup_info");
       return true;
     });
-  }
+  });
 });
 
-Deno.test("rpc: an answer of the wrong shape is an error, not empty data", async () => {
-  const { supabase } = fakePostgrest(() => ({ body: { not: "rows" } }));
-  await assert.rejects(rpc.getBackupInfo(supabase, ["u1"]), {
+Deno.test("rpc: an answer of the wrong shape (a misbehaving proxy) is an error, not empty data", async () => {
+  const proxy = createClient<Database>("http://proxy.test", "anon-key", {
+    accessToken: () => Promise.resolve("user-jwt"),
+    global: { fetch: () => Promise.resolve(Response.json({ not: "rows" })) },
+  });
+  await assert.rejects(rpc.getBackupInfo(proxy, ["u1"]), {
     name: "WabaseRpcError",
     code: "unexpected_response",
   });
-  await assert.rejects(rpc.pauseBot(supabase, CONVERSATION), { code: "unexpected_response" });
+  await assert.rejects(rpc.pauseBot(proxy, crypto.randomUUID()), { code: "unexpected_response" });
 });

@@ -1,10 +1,16 @@
 // Typed calls of wabase's public RPCs. Each is one PostgREST request whatever the number of ids (the batch
 // RPCs exist so a list never becomes one request per row), answers typed data, and throws WabaseRpcError.
-import type { SupabaseClient } from "@supabase/supabase-js";
 import { WabaseRpcError } from "./errors.ts";
-import type { BackupInfo, ProspectBackupFlag } from "./types.ts";
+import type { BackupInfo, Database, ProspectBackupFlag, WabaseClient } from "./types.ts";
 
-async function call(supabase: SupabaseClient, fn: string, args: Record<string, unknown>): Promise<unknown> {
+type Functions = Database["public"]["Functions"];
+
+/** One RPC with the argument names and types of the generated schema. */
+async function call<F extends keyof Functions>(
+  supabase: WabaseClient,
+  fn: F,
+  args: Functions[F]["Args"],
+): Promise<unknown> {
   const { data, error, status } = await supabase.rpc(fn, args);
   if (error) throw new WabaseRpcError(fn, error, status);
   return data;
@@ -23,9 +29,9 @@ function rows<T>(fn: string, data: unknown): T[] {
  * Backup information of any number of users in one request, in the order asked. Users the caller may not see
  * (RLS) or that do not exist are omitted, not errors.
  */
-async function getBackupInfo(supabase: SupabaseClient, userIds: readonly string[]): Promise<BackupInfo[]> {
+async function getBackupInfo(supabase: WabaseClient, userIds: readonly string[]): Promise<BackupInfo[]> {
   const fn = "get_backup_info";
-  return rows<BackupInfo>(fn, await call(supabase, fn, { user_ids: userIds }));
+  return rows<BackupInfo>(fn, await call(supabase, fn, { user_ids: [...userIds] }));
 }
 
 /**
@@ -33,11 +39,11 @@ async function getBackupInfo(supabase: SupabaseClient, userIds: readonly string[
  * Prospects the caller may not see or that do not exist are omitted.
  */
 async function prospectsHandledAsBackup(
-  supabase: SupabaseClient,
+  supabase: WabaseClient,
   prospectIds: readonly string[],
 ): Promise<ProspectBackupFlag[]> {
   const fn = "prospects_handled_as_backup";
-  return rows<ProspectBackupFlag>(fn, await call(supabase, fn, { prospect_ids: prospectIds }));
+  return rows<ProspectBackupFlag>(fn, await call(supabase, fn, { prospect_ids: [...prospectIds] }));
 }
 
 /**
@@ -46,12 +52,12 @@ async function prospectsHandledAsBackup(
  * the conversation, P0404 when it does not exist.
  */
 async function pauseBot(
-  supabase: SupabaseClient,
+  supabase: WabaseClient,
   conversationId: string,
   until?: Date | string | null,
 ): Promise<string> {
   const fn = "pause_bot";
-  const args: Record<string, unknown> = { conversation_id: conversationId };
+  const args: Functions["pause_bot"]["Args"] = { conversation_id: conversationId };
   if (until !== undefined && until !== null) args.until = until instanceof Date ? until.toISOString() : until;
   const data = await call(supabase, fn, args);
   if (typeof data !== "string") {
@@ -61,7 +67,7 @@ async function pauseBot(
 }
 
 /** Lets the AI agent answer a conversation again. Same access rules as pauseBot. */
-async function resumeBot(supabase: SupabaseClient, conversationId: string): Promise<void> {
+async function resumeBot(supabase: WabaseClient, conversationId: string): Promise<void> {
   await call(supabase, "resume_bot", { conversation_id: conversationId });
 }
 

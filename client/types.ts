@@ -2,6 +2,14 @@
 // strings, jsonb is Json. They mirror the migrations column for column; a new column lands here with its
 // migration.
 
+import type { SupabaseClient } from "@supabase/supabase-js";
+import type { Database } from "./database.types.ts";
+
+export type { Database };
+
+/** A supabase-js client typed with wabase's schema: `createClient<Database>(url, key)`. */
+export type WabaseClient = SupabaseClient<Database>;
+
 /** Any JSON value (a jsonb column). */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
@@ -35,7 +43,7 @@ export interface MessageRow {
   direction: "inbound" | "outbound";
   type: string;
   /** The message object as Meta delivered it (inbound) or as it was sent (outbound). */
-  body: Json;
+  body: Exclude<Json, null>;
   content_text: string | null;
   context_wamid: string | null;
   sent_at: string;
@@ -130,3 +138,21 @@ export type RowChange<T> =
   | (RowChangeBase & { operation: "INSERT"; record: T; old_record: null })
   | (RowChangeBase & { operation: "UPDATE"; record: T; old_record: T })
   | (RowChangeBase & { operation: "DELETE"; record: null; old_record: T });
+
+// ============================================================================================
+// The generated schema (client/database.types.ts, `npm run types`) keeps the row types above honest: each
+// has exactly the generated row's columns, with types at least as narrow. A migration that adds, drops or
+// retypes a column fails `deno check` here until the row type follows.
+// ============================================================================================
+type GeneratedRow<T extends keyof Database["public"]["Tables"]> = Database["public"]["Tables"][T]["Row"];
+type Mirrors<Mine, Generated> = [keyof Mine] extends [keyof Generated]
+  ? [keyof Generated] extends [keyof Mine] ? Mine extends Generated ? true : false : false
+  : false;
+type Holds<T extends true> = T;
+// One union: a single `false` among them makes it `boolean`, which Holds refuses.
+export type _RowsMirrorTheSchema = Holds<
+  | Mirrors<ConversationRow, GeneratedRow<"conversations">>
+  | Mirrors<MessageRow, GeneratedRow<"messages">>
+  | Mirrors<ProfileRow, GeneratedRow<"profiles">>
+  | Mirrors<ProspectRow, GeneratedRow<"prospects">>
+>;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `npm test`: format, lint and type checks, one definition per database object, the docs' shape, then a
 # throwaway cluster (never the data of a running `npm start`) migrated with the Supabase CLI, plpgsql_check
-# through `supabase db lint`, pgTAP through pg_prove, deno test, and the benchmarks' quick mode against that
-# cluster. Exits non-zero on the first failure; leaves nothing running.
+# through `supabase db lint`, the generated client types against its schema, pgTAP through pg_prove, deno test
+# (which starts the real PostgREST and the stand-ins behind the gateway on free ports), and the benchmarks'
+# quick mode against that cluster. Exits non-zero on the first failure; leaves nothing running.
 set -euo pipefail
 # shellcheck source=local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +35,9 @@ schemas=$(psql -X -At "$(db_url "$port")" -c "
   where (pg_get_userbyid(nspowner) = 'postgres' or nspname = 'public')
     and nspname not in ('extensions', 'supabase_migrations')")
 "$SUPABASE" db lint --db-url "$(db_url "$port")" --schema "$schemas" --level warning --fail-on warning
+
+step "types: client/database.types.ts is what postgres-meta generates from the migrations (npm run types)"
+SUPABASE_DB_URL=$(db_url "$port") "$DENO" run -A local/types.ts --check
 
 step "pgTAP (pg_prove supabase/tests)"
 pg_prove -h 127.0.0.1 -p "$port" -U postgres -d postgres --failures supabase/tests/*.test.sql
