@@ -169,7 +169,7 @@ Deno.test("storage: the service key makes buckets; users upload, download, list 
   });
 });
 
-Deno.test("storage: signed URLs and signed uploads", async () => {
+Deno.test("storage: signed URLs (byte ranges too) and signed uploads", async () => {
   await withStorage(async ({ sql, url, bucket, alice, bob, client }) => {
     const a = (await client(alice)).storage.from(bucket);
     const b = (await client(bob)).storage.from(bucket);
@@ -182,6 +182,17 @@ Deno.test("storage: signed URLs and signed uploads", async () => {
     assert.equal(got.status, 200);
     assert.equal(await got.text(), "pixels");
     assert.equal(got.headers.get("content-type"), "text/plain");
+    // Media players ask for byte ranges.
+    const part = await fetch(signed.data!.signedUrl, { headers: { range: "bytes=1-3" } });
+    assert.deepEqual([part.status, part.headers.get("content-range"), await part.text()], [
+      206,
+      "bytes 1-3/6",
+      "ixe",
+    ]);
+    const tail = await fetch(signed.data!.signedUrl, { headers: { range: "bytes=-2" } });
+    assert.equal(await tail.text(), "ls");
+    const beyond = await fetch(signed.data!.signedUrl, { headers: { range: "bytes=6-" } });
+    assert.deepEqual([beyond.status, await beyond.text()], [416, ""]);
     assert.equal((await b.createSignedUrl(path, 60)).error?.message, "Object not found");
 
     const token = new URL(signed.data!.signedUrl).searchParams.get("token");

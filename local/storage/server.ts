@@ -419,11 +419,12 @@ export function createStorageServer(
   ): Promise<Response> {
     const file = await files.open(object.version);
     if (file === undefined) throw errors.noSuchKey();
+    const size = (await file.stat()).size;
     const metadata = object.metadata ?? {};
     const headers = new Headers(extra);
     headers.set("content-type", String(metadata.mimetype ?? "application/octet-stream"));
-    headers.set("content-length", String((await file.stat()).size));
     headers.set("cache-control", String(metadata.cacheControl ?? "no-cache"));
+    headers.set("accept-ranges", "bytes");
     if (metadata.eTag !== undefined) headers.set("etag", String(metadata.eTag));
     if (metadata.lastModified !== undefined) {
       headers.set("last-modified", new Date(String(metadata.lastModified)).toUTCString());
@@ -433,11 +434,22 @@ export function createStorageServer(
       const filename = download === "" ? name.split("/").at(-1) ?? name : download;
       headers.set("content-disposition", `attachment; filename=${encodeURIComponent(filename)};`);
     }
-    if (call.req.method === "HEAD") {
-      file.close();
-      return new Response(null, { headers });
+    // One byte range, as media players ask for (Storage answers them the same way).
+    const range = byteRange(call.req.headers.get("range"), size);
+    if (range === null || call.req.method === "HEAD") file.close();
+    if (range === null) {
+      return new Response(null, { status: 416, headers: { "content-range": `bytes */${size}` } });
     }
-    return new Response(file.readable, { headers });
+    headers.set("content-length", String(range === undefined ? size : range.end - range.start + 1));
+    if (range !== undefined) headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
+    const status = range === undefined ? 200 : 206;
+    if (call.req.method === "HEAD") return new Response(null, { status, headers });
+    if (range === undefined) return new Response(file.readable, { status, headers });
+    await file.seek(range.start, Deno.SeekMode.Start);
+    return new Response(file.readable.pipeThrough(firstBytes(range.end - range.start + 1)), {
+      status,
+      headers,
+    });
   }
 
   async function info(call: Call, caller: Caller, bucket: string, name: string): Promise<Response> {
@@ -731,6 +743,31 @@ export function createStorageServer(
       await sql.end();
     },
   };
+}
+
+/**
+ * The range a `Range: bytes=…` header asks for within `size` bytes: undefined for the whole object (no header,
+ * several ranges, another unit), null when it cannot be satisfied.
+ */
+function byteRange(header: string | null, size: number): { start: number; end: number } | null | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header ?? "");
+  if (match === null || (match[1] === "" && match[2] === "")) return undefined;
+  const [start, end] = match[1] === ""
+    ? [Math.max(0, size - Number(match[2])), size - 1]
+    : [Number(match[1]), match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1)];
+  return start > end || start >= size ? null : { start, end };
+}
+
+/** Passes on the first `count` bytes of a stream, then ends it (cancelling the rest). */
+function firstBytes(count: number): TransformStream<Uint8Array, Uint8Array> {
+  let left = count;
+  return new TransformStream({
+    transform(chunk, controller) {
+      controller.enqueue(chunk.subarray(0, left));
+      left -= Math.min(left, chunk.length);
+      if (left === 0) controller.terminate();
+    },
+  });
 }
 
 function isUuid(value: unknown): value is string {
