@@ -34,6 +34,22 @@ function nextStatus(hub: RealtimeHub, topic: string, status: StatusEvent["status
   });
 }
 
+/**
+ * `promise`, or a failure naming `what` after `ms`: a lost event fails the test with a reason instead of
+ * hanging `npm test` (a bound on failure, never a wait that makes the test pass).
+ */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function browserClient(url: string, anonKey: string): SupabaseClient<Database> {
   return createClient<Database>(url, anonKey, {
     auth: { persistSession: false, autoRefreshToken: false },
@@ -123,7 +139,7 @@ Deno.test("e2e: sign in, inbox, live broadcast, send-message and pause, topic is
         if (change.record?.wamid === wamid) resolve(change as RowChange<MessageRow>);
       });
     });
-    await nextStatus(hub, topic, "SUBSCRIBED");
+    await within(nextStatus(hub, topic, "SUBSCRIBED"), 10_000, "Ana's join");
 
     // 4. A signed webhook from her customer; the broadcast of the new message reaches the hub within 1 s.
     const body = JSON.stringify(webhook(messagesChange({
@@ -142,7 +158,7 @@ Deno.test("e2e: sign in, inbox, live broadcast, send-message and pause, topic is
     });
     assert.equal(delivery.status, 200, await delivery.clone().text());
     await delivery.body?.cancel();
-    const change = await arrived;
+    const change = await within(arrived, 10_000, "the broadcast of the webhook's message");
     const latencyMs = performance.now() - sentAt;
     assert.ok(latencyMs < 1000, `the broadcast took ${Math.round(latencyMs)} ms`);
     assert.equal(change.operation, "INSERT");
@@ -171,7 +187,7 @@ Deno.test("e2e: sign in, inbox, live broadcast, send-message and pause, topic is
     hubs.push(intruderHub);
     const refused = nextStatus(intruderHub, topic, "CHANNEL_ERROR");
     intruderHub.subscribe({ topic }, () => assert.fail("Beto received Ana's broadcast"));
-    await refused;
+    await within(refused, 10_000, "the refusal of Beto's join");
     assert.equal(intruderHub.isConnected(topic), false);
 
     // 7. Signing out cleans the hub: no channel, no listener left.

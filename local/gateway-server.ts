@@ -3,8 +3,9 @@
 // (local/stack-server.ts) serves it on 54321; tests serve it on a free port against their throwaway cluster.
 import { createAuthServer } from "./auth/server.ts";
 import { type ApiKeys, createGateway, type Handler } from "./gateway.ts";
-import { startRealtime, startStorage } from "./gateway-services.ts";
 import { startPostgrest } from "./postgrest.ts";
+import { createRealtimeServer } from "./realtime/server.ts";
+import { createStorageServer } from "./storage/server.ts";
 
 export interface ApiOptions {
   dbUrl: string;
@@ -41,25 +42,24 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     jwtExpiry: options.jwtExpiry,
     issuer: `${options.publicUrl.replace(/\/$/, "")}/auth/v1`,
   });
-  const serviceOptions = {
+  const storage = createStorageServer({
     dbUrl: options.dbUrl,
     jwtSecret: options.jwtSecret,
-    storageRoot: options.storageRoot,
-  };
-  const storage = startStorage(serviceOptions);
-  const realtime = startRealtime(serviceOptions);
+    root: options.storageRoot,
+  });
+  const realtime = createRealtimeServer({ dbUrl: options.dbUrl, jwtSecret: options.jwtSecret });
   const handler = createGateway({
     rest: postgrest.fetch,
     auth: auth.handle,
     functions: options.functions,
-    storage: storage === undefined ? undefined : (req) => Promise.resolve(storage.handle(req)),
-    realtime: realtime?.handle,
+    storage: storage.handle,
+    realtime: realtime.handle,
   }, options.keys);
   return {
     handler,
     postgrestVersion: postgrest.version,
     close: async () => {
-      await Promise.all([postgrest.close(), auth.close(), storage?.close(), realtime?.close()]);
+      await Promise.all([postgrest.close(), auth.close(), storage.close(), realtime.close()]);
     },
   };
 }

@@ -115,10 +115,16 @@ Deno.test("gateway: CORS preflights are answered and responses allow any origin"
   });
 });
 
-Deno.test("gateway: /functions/v1/ goes to the functions as before, other paths are 404", async () => {
+Deno.test("gateway: functions and storage reach their services, other paths are 404", async () => {
   await withApi(async (api) => {
     const fn = await fetch(`${api.url}/functions/v1/health`);
     assert.deepEqual(await fn.json(), { reached: "functions" });
+    // The secret key becomes the service_role bearer, which lists buckets.
+    const buckets = await fetch(`${api.url}/storage/v1/bucket`, {
+      headers: { apikey: env.SUPABASE_SECRET_KEY! },
+    });
+    assert.equal(buckets.status, 200);
+    assert.ok(Array.isArray(await buckets.json()));
     const unknown = await fetch(`${api.url}/graphql/v2`);
     assert.equal(unknown.status, 404);
     assert.equal((await unknown.json()).error.code, "route_not_found");

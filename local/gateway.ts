@@ -28,9 +28,8 @@ export interface GatewayServices {
   rest: (path: string, init: RequestInit) => Promise<Response>;
   auth: Handler;
   functions: Handler;
-  /** Absent: answered 501 until the stand-in is mounted. */
-  storage?: Handler;
-  realtime?: Handler;
+  storage: Handler;
+  realtime: Handler;
 }
 
 const CORS_METHODS = "GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS";
@@ -148,19 +147,11 @@ export function createGateway(services: GatewayServices, keys: ApiKeys): Handler
     }
     if (path.startsWith("/storage/v1/")) {
       if (isPreflight) return preflight(req);
-      if (services.storage === undefined) {
-        return withCors(
-          gatewayError(501, "storage_not_available", "the local Storage stand-in is not mounted"),
-        );
-      }
       return withCors(await services.storage(await rebuilt(req, url, key)));
     }
     if (path.startsWith("/realtime/v1/")) {
       const refused = refuseKey(key);
       if (refused !== null) return refused;
-      if (services.realtime === undefined) {
-        return gatewayError(501, "realtime_not_available", "the local Realtime stand-in is not mounted");
-      }
       // The original request: a websocket upgrade cannot be re-created.
       return await services.realtime(req);
     }
