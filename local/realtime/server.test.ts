@@ -345,3 +345,39 @@ Deno.test("realtime: the vsn 1.0.0 serializer works too, and a socket with a bad
     assert.deepEqual(await refused.json(), { error: "Failed to validate JWT signature" });
   });
 });
+
+Deno.test("realtime: a heartbeat is answered while a join waits for the database", async () => {
+  await withStack(async ({ sql, teamId, coordinator, client }) => {
+    const supabase = await client(coordinator);
+    const holder = await sql.reserve();
+    try {
+      // A second connection locks realtime.messages, so the join's policy check waits on it.
+      await holder`begin`;
+      await holder`lock table realtime.messages in access exclusive mode`;
+      const team = tap(supabase, `team:${teamId}`);
+      const joinWaits = async () => {
+        const [row] = await sql<{ waiting: boolean }[]>`
+          select exists (select from pg_locks where not granted and relation = 'realtime.messages'::regclass)
+            as waiting`;
+        return row!.waiting;
+      };
+      while (!(await joinWaits())) { /* the join has not reached its policy check yet */ }
+      const answered = new Promise<string>((resolve, reject) => {
+        const timeout = setTimeout(() => reject(new Error("the heartbeat waited for the join")), 5000);
+        supabase.realtime.onHeartbeat((status) => {
+          if (status === "sent") return;
+          clearTimeout(timeout);
+          resolve(status);
+        });
+      });
+      await supabase.realtime.sendHeartbeat();
+      assert.equal(await answered, "ok");
+      assert.deepEqual(team.statuses, [], "the join is still waiting");
+      await holder`commit`;
+      assert.equal((await settled(team)).status, "SUBSCRIBED");
+    } finally {
+      await holder`rollback`.catch(() => {});
+      holder.release();
+    }
+  });
+});

@@ -299,9 +299,6 @@ export function createRealtimeServer(options: { dbUrl: string; jwtSecret: string
   }
 
   async function receive(connection: Connection, message: Message): Promise<void> {
-    if (message.topic === "phoenix" && message.event === "heartbeat") {
-      return reply(connection, message, "ok", {});
-    }
     if (message.event === "phx_join") return await join(connection, message);
     const channel = connection.channels.get(message.topic);
     if (channel === undefined || (message.joinRef !== null && message.joinRef !== channel.joinRef)) {
@@ -374,7 +371,9 @@ export function createRealtimeServer(options: { dbUrl: string; jwtSecret: string
         log("warn", { function: "realtime", msg: "malformed frame ignored", error: errorMessage(error) });
         return;
       }
-      enqueue(connection, () => receive(connection, message));
+      // Heartbeats are the socket's, not a channel's: answered at once, even while a join is being authorized.
+      if (message.topic === "phoenix" && message.event === "heartbeat") reply(connection, message, "ok", {});
+      else enqueue(connection, () => receive(connection, message));
     };
     socket.onclose = () => {
       connections.delete(connection);
