@@ -128,8 +128,13 @@ async function withStack(fn: (f: Fixture) => Promise<void>): Promise<void> {
   }
 }
 
-const send = (sql: postgres.Sql, topic: string, event: string, payload: object, isPrivate = true) =>
-  sql`select realtime.send(${sql.json(payload as postgres.JSONValue)}, ${event}, ${topic}, ${isPrivate})`;
+const send = (
+  sql: postgres.Sql | postgres.TransactionSql,
+  topic: string,
+  event: string,
+  payload: object,
+  isPrivate = true,
+) => sql`select realtime.send(${sql.json(payload as postgres.JSONValue)}, ${event}, ${topic}, ${isPrivate})`;
 
 Deno.test("realtime: a private channel receives what realtime.send writes, within 100 ms", async () => {
   await withStack(async ({ sql, teamId, coordinator, client }) => {
@@ -148,6 +153,20 @@ Deno.test("realtime: a private channel receives what realtime.send writes, withi
     assert.equal(typeof team.broadcasts[0]!.payload.id, "string", "realtime.send adds the message id");
     latencies.sort((a, b) => a - b);
     assert.ok(latencies[10]! < 100, `median delivery ${latencies[10]!.toFixed(1)} ms`);
+  });
+});
+
+Deno.test("realtime: rows committed together are all delivered, also after one for a topic nobody joined", async () => {
+  await withStack(async ({ sql, teamId, coordinator, client }) => {
+    const team = tap(await client(coordinator), `team:${teamId}`);
+    assert.equal((await settled(team)).status, "SUBSCRIBED");
+    // One commit: both notifications reach the server in one read, the first for a topic without channels.
+    await sql.begin(async (tx) => {
+      await send(tx, `team:${crypto.randomUUID()}`, "unheard", { n: 0 });
+      await send(tx, `team:${teamId}`, "heard", { n: 1 });
+    });
+    const got = await team.next(team.broadcasts, (b) => b.event === "heard", "the second row of the commit");
+    assert.equal(got.payload.n, 1);
   });
 });
 

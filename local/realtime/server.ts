@@ -10,6 +10,7 @@
 import postgres from "postgres";
 import { type Claims, createVerifier, type Verifier } from "../../supabase/functions/_shared/auth.ts";
 import { errorMessage, log } from "../../supabase/functions/_shared/log.ts";
+import { createAnnouncementQueue } from "./announcements.ts";
 import { canRead, canWrite, checkToken, Refusal } from "./authorize.ts";
 import { decode, encode, encodeUserBroadcast, type Message, type Vsn, VSNS } from "./protocol.ts";
 
@@ -76,51 +77,45 @@ export function createRealtimeServer(options: { dbUrl: string; jwtSecret: string
   const subscribers = new Map<string, Set<Channel>>();
   const key = (isPrivate: boolean, name: string) => `${isPrivate ? "private" : "public"}:${name}`;
 
-  const announced: Announcement[] = [];
-  let delivering: Promise<void> | undefined;
-  const listening = sql.listen(CHANNEL, (payload) => {
-    announced.push(JSON.parse(payload));
-    delivering ??= deliver().finally(() => delivering = undefined);
-  });
+  const announcements = createAnnouncementQueue<Announcement>(deliver);
+  const listening = sql.listen(CHANNEL, (payload) => announcements.push(JSON.parse(payload)));
   listening.catch((error) =>
     log("error", { function: "realtime", msg: `LISTEN ${CHANNEL} failed`, error: errorMessage(error) })
   );
 
   /** Reads the announced rows somebody listens to, in one query per batch, and sends them in order. */
-  async function deliver(): Promise<void> {
-    while (announced.length > 0) {
-      const batch = announced.splice(0).filter((row) =>
-        row.topic === null || subscribers.has(key(true, row.topic)) || subscribers.has(key(false, row.topic))
-      );
-      if (batch.length === 0) continue;
-      // Both as text: postgres.js would turn timestamps into Dates and drop their microseconds.
-      const ids = batch.map((row) => row.id);
-      const times = batch.map((row) => row.inserted_at);
-      try {
-        const rows = await sql<BroadcastRow[]>`
-          select m.id, m.topic, m.event, m.payload, m.private
-          from unnest(${ids}::text[], ${times}::text[]) with ordinality as a (id, inserted_at, n)
-          join realtime.messages m on m.id = a.id::uuid and m.inserted_at = a.inserted_at::timestamp
-          where m.extension = 'broadcast' and m.payload is not null and m.event is not null
-          order by a.n`;
-        for (const row of rows) {
-          for (const channel of subscribers.get(key(row.private ?? false, row.topic)) ?? []) {
-            send(channel.connection, {
-              joinRef: null,
-              ref: null,
-              topic: channel.topic,
-              event: "broadcast",
-              payload: { type: "broadcast", event: row.event, payload: row.payload, meta: { id: row.id } },
-            });
-          }
+  async function deliver(announced: Announcement[]): Promise<void> {
+    const batch = announced.filter((row) =>
+      row.topic === null || subscribers.has(key(true, row.topic)) || subscribers.has(key(false, row.topic))
+    );
+    if (batch.length === 0) return;
+    // Both as text: postgres.js would turn timestamps into Dates and drop their microseconds.
+    const ids = batch.map((row) => row.id);
+    const times = batch.map((row) => row.inserted_at);
+    try {
+      const rows = await sql<BroadcastRow[]>`
+        select m.id, m.topic, m.event, m.payload, m.private
+        from unnest(${ids}::text[], ${times}::text[]) with ordinality as a (id, inserted_at, n)
+        join realtime.messages m on m.id = a.id::uuid and m.inserted_at = a.inserted_at::timestamp
+        where m.extension = 'broadcast' and m.payload is not null and m.event is not null
+        order by a.n`;
+      for (const row of rows) {
+        for (const channel of subscribers.get(key(row.private ?? false, row.topic)) ?? []) {
+          send(channel.connection, {
+            joinRef: null,
+            ref: null,
+            topic: channel.topic,
+            event: "broadcast",
+            payload: { type: "broadcast", event: row.event, payload: row.payload, meta: { id: row.id } },
+          });
         }
-      } catch (error) {
-        log("error", {
-          function: "realtime",
-          msg: "broadcast rows not delivered",
-          error: errorMessage(error),
-        });
       }
+    } catch (error) {
+      log("error", {
+        function: "realtime",
+        msg: "broadcast rows not delivered",
+        error: errorMessage(error),
+      });
     }
   }
 
@@ -393,7 +388,7 @@ export function createRealtimeServer(options: { dbUrl: string; jwtSecret: string
       connections.clear();
       await Promise.all(pending);
       await listening.then(({ unlisten }) => unlisten(), () => {});
-      await delivering;
+      await announcements.idle();
       await sql.end();
     },
   };
