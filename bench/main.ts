@@ -13,8 +13,9 @@ import { debounce } from "./debounce.ts";
 import { chaos } from "./chaos.ts";
 import { herd } from "./herd.ts";
 import { contention } from "./contention.ts";
+import { deadlocks } from "./deadlocks.ts";
 
-const BENCHMARKS: Record<string, Benchmark> = { ingest, drain, debounce, chaos, herd, contention };
+const BENCHMARKS: Record<string, Benchmark> = { ingest, drain, debounce, chaos, herd, contention, deadlocks };
 
 async function runOne(
   name: string,

@@ -1,6 +1,7 @@
 // The local worker: woken by LISTEN/NOTIFY and its timer, and killed mid-batch as a real process.
 import assert from "node:assert/strict";
 import { createProcessor } from "../supabase/functions/buffer-processor/processor.ts";
+import { createStore } from "../supabase/functions/buffer-processor/store.ts";
 import { runWorker } from "./buffer-worker.ts";
 import { testDbUrl, testSql } from "./testing/db.ts";
 import {
@@ -25,6 +26,8 @@ function spawnWorker(fakes: Fakes): Deno.ChildProcess {
       AGENT_URL: fakes.agent.url,
       AGENT_TIMEOUT_MS: "30000",
       GRAPH_TIMEOUT_MS: "30000",
+      // Longer than two agent attempts of 30 s: the processor refuses a lease the agent could outlive.
+      BUFFER_LEASE_SECONDS: "120",
     },
     stdout: "null",
     stderr: "null",
@@ -111,5 +114,46 @@ processorTest(
                           from public.messages m join public.conversations c on c.id = m.conversation_id
                           where c.phone_number_id = ${phoneNumberId} and m.direction = 'outbound'`;
     assert.deepEqual(row, { status: "unknown", buffers: 0 });
+  },
+);
+
+processorTest(
+  "item 3: a lease lost on the number's last attempt is dead-lettered at the next claim, and the worker " +
+    "answers the messages that joined it instead of spinning",
+  async (fakes, sql) => {
+    const { phoneNumberId, waIds } = await seedDueBuffers(sql, 1);
+    await sql`update wa.phone_numbers set buffer_max_attempts = 1 where phone_number_id = ${phoneNumberId}`;
+    // A worker claims the batch on its last attempt and dies.
+    const [lost] = await createStore(sql, { leaseSeconds: 60, history: 20 }).claim("dead", 1);
+    assert.equal(lost?.attempts, 1);
+    // The customer writes again, and the dead worker's lease runs out.
+    const late = inboundMessage("text", { from: waIds[0], content: { body: "one more thing" } });
+    const payload = webhook(
+      messagesChange({ phoneNumberId, contacts: [contact(waIds[0]!)], messages: [late] }),
+    );
+    await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb, now() - interval '1 minute')`;
+    await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
+    const controller = new AbortController();
+    const worker = runWorker({
+      env: processorTestEnv(fakes),
+      signal: controller.signal,
+      workerId: "survivor",
+    });
+    try {
+      await fakes.graph.waitFor(() => fakes.graph.sent.length === 1);
+    } finally {
+      controller.abort();
+      await worker;
+    }
+    const batches = fakes.agent.requests.map((request) =>
+      (request.body as { batch: { messages: { text: string }[] } }).batch.messages.map((m) => m.text)
+    );
+    assert.deepEqual(batches, [["one more thing"]], "only the message that joined was asked about");
+    const dead = await sql<{ messages: { wamid: string }[]; errors: { error: string }[] }[]>`
+      select d.messages, d.errors from wa.dead_letters d join public.conversations c on c.id = d.conversation_id
+      where c.phone_number_id = ${phoneNumberId}`;
+    assert.equal(dead.length, 1);
+    assert.equal(dead[0]!.messages.length, 1);
+    assert.match(dead[0]!.errors.at(-1)!.error, /lease expired: worker dead lost the batch/);
   },
 );

@@ -59,11 +59,11 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
           error: errorMessage(error),
         });
       }
-      // Sleep until the next buffer is due or an expired lease becomes claimable, at most 30 s.
+      // Sleep until a claim can act again (a buffer due, a lease run out), at most 30 s. The database decides,
+      // by the claim's own rules: a time in the past always finds work, so this loop never spins.
       const [next] = await sql<{ db_now: number; next_at: number | null }[]>`
         select extract(epoch from now()) * 1000 as db_now,
-               extract(epoch from min(greatest(b.due_at, coalesce(b.lease_until, b.due_at)))) * 1000 as next_at
-        from wa.buffers b`;
+               extract(epoch from wa.next_claim_at()) * 1000 as next_at`;
       clockOffset = Number(next?.db_now ?? Date.now()) - Date.now();
       const nextAt = next?.next_at === null || next?.next_at === undefined
         ? Date.now() + 30_000

@@ -21,6 +21,8 @@ export type AgentFault =
   | { kind: "delay"; ms: number }
   /** Never answers; the connection closes unanswered when the agent closes. */
   | { kind: "hang" }
+  /** Answers normally once `until` settles: a test releases it after forcing what happens meanwhile. */
+  | { kind: "wait"; until: Promise<void> }
   /** Answers exactly this JSON with 200, whatever it is (for contract-violation tests). */
   | { kind: "reply"; body: unknown };
 
@@ -292,6 +294,9 @@ export function startDemoAgent(options: DemoAgentOptions = {}): Promise<DemoAgen
       case "hang":
         await untilAborted(closing);
         return "drop";
+      case "wait":
+        await Promise.race([fault.until, untilAborted(closing)]);
+        return closing.aborted ? "drop" : Response.json(demoReply(parsed.data));
       case "reply":
         return Response.json(fault.body);
     }

@@ -366,7 +366,12 @@ export type Fault =
   /** HTTP 400, code 130429 "Rate limit hit", Retry-After: 1: Meta throttles with 400, not 429. */
   | { kind: "rate_limit" }
   /** Closes the connection without answering; the request is not executed. */
-  | { kind: "drop_connection" };
+  | { kind: "drop_connection" }
+  /**
+   * Executes the request, then a gateway in front of the API answers this 5xx with its own HTML page, no Graph
+   * error body: what a proxy says when the upstream timed out after the request had left.
+   */
+  | { kind: "gateway_error"; status: number };
 
 /** A request the fake accepted (answered 200 for, or will, for accept_then_delay). */
 export interface SentMessage {
@@ -759,6 +764,13 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       case "drop_connection":
         record(null);
         return "drop";
+      case "gateway_error":
+        record(fault.status);
+        await accept().body?.cancel();
+        return new Response(`<html><body><h1>${fault.status} gateway error</h1></body></html>`, {
+          status: fault.status,
+          headers: { "content-type": "text/html" },
+        });
     }
   };
 

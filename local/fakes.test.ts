@@ -374,6 +374,21 @@ Deno.test("fake graph: drop_connection closes the connection without answering",
   });
 });
 
+Deno.test("fake graph: gateway_error executes the send, then answers a 5xx with no Graph error body", async () => {
+  await withGraph(async (graph) => {
+    graph.enqueue({ kind: "gateway_error", status: 502 });
+    const res = await fetch(messagesUrl(graph), {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(textSend()),
+    });
+    assert.equal(res.status, 502);
+    assert.match(await res.text(), /^<html>/, "a gateway's page, not the Graph error envelope");
+    assert.equal(graph.sent.length, 1, "the message went out");
+    assert.equal(graph.received[0]?.status, 502);
+  });
+});
+
 Deno.test("fake graph (keepAlive): Deno's fetch silently re-sends a request dropped on a reused connection", async () => {
   // Documents a real hazard, not the fake: against Meta, a send whose keep-alive connection drops may be
   // POSTed twice by fetch itself. The fake's default (no keep-alive) makes drops reach the client instead.
@@ -633,6 +648,19 @@ Deno.test("demo agent: error, reply and delay faults", async () => {
     const answer = await slow.promise;
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.body, (await ask(agent, request)).body, "a delay changes nothing but timing");
+  });
+});
+
+Deno.test("demo agent: a wait fault answers normally once the test releases it", async () => {
+  await withAgent(async (agent) => {
+    const request = agentRequest([{ text: "hola" }]);
+    let release!: () => void;
+    agent.enqueue({ kind: "wait", until: new Promise<void>((resolve) => (release = resolve)) });
+    const held = track(ask(agent, request));
+    await agent.waitFor(() => agent.requests.length === 1);
+    assert.equal(held.settled(), false, "recorded on arrival, held until released");
+    release();
+    assert.deepEqual((await held.promise).body, (await ask(agent, request)).body);
   });
 });
 

@@ -34,6 +34,14 @@ export function newWamid(): string {
   return `wamid.${base64(bytes)}`;
 }
 
+/**
+ * An identifier of about 4.5 kB, beyond the 2,704 bytes of a btree index entry. Random, so incompressible:
+ * Postgres would compress a repeated character below the limit.
+ */
+export function oversizedIdentifier(): string {
+  return `wamid.${Array.from({ length: 80 }, newWamid).join("")}`;
+}
+
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
@@ -130,6 +138,17 @@ export function inboundMessage(type: string, opts: InboundOptions = {}): Json {
   }
   const content = "content" in opts ? opts.content : defaultContent(type);
   if (content !== undefined) message[type] = content;
+  return message;
+}
+
+/** Meta's 131060 placeholder (§1.7): an `unsupported` message whose content is "currently unavailable". */
+export function unavailablePlaceholder(opts: InboundOptions = {}): Json {
+  const message = inboundMessage("unsupported", { content: { type: "media_placeholder" }, ...opts });
+  message.errors = [{
+    code: 131060,
+    title: "This message is currently unavailable.",
+    message: "This message is currently unavailable.",
+  }];
   return message;
 }
 

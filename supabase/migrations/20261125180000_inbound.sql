@@ -15,9 +15,11 @@ create table wa.phone_numbers (
   buffer_max_wait interval not null default interval '60 seconds'
     check (buffer_max_wait >= buffer_quiet_period),
   buffer_max_messages integer not null default 20 check (buffer_max_messages > 0),
+  -- Claims of one batch before it is dead-lettered: the claim, the failure path and the orphan sweep read it.
+  buffer_max_attempts integer not null default 5 check (buffer_max_attempts > 0),
   first_seen_at timestamptz not null default now()
 );
-comment on table wa.phone_numbers is 'Business phone numbers seen by the webhook, with their buffer due-time rules.';
+comment on table wa.phone_numbers is 'Business phone numbers seen by the webhook, with their buffer rules.';
 
 -- ============================================================================================
 -- Frontend-facing tables (RLS on; policies arrive with the team issue, so for now only the service
@@ -115,12 +117,14 @@ comment on table wa.message_statuses is
 create table wa.webhook_events (
   id bigint generated always as identity primary key,
   received_at timestamptz not null default now(),
-  -- The body when it was JSON.
+  -- The body when it was JSON; when ingested, what was ingested (characters Postgres cannot store replaced,
+  -- unusable items left out).
   payload jsonb,
-  -- The body exactly as received, kept only when it could not be ingested.
+  -- The body exactly as received, kept whenever it was not ingested exactly as received.
   raw_body text,
   signature_valid boolean not null,
-  -- Why the body was not ingested (not JSON, not the Cloud API shape, a data error); null when ingested.
+  -- Why the body, or a part of it, was not ingested as received (not JSON, not the Cloud API shape, a data
+  -- error; with a result: items left out, characters replaced); null when ingested as received.
   error text,
   -- What the ingest did: counts of new and duplicate messages, statuses, ignored changes.
   result jsonb
@@ -271,71 +275,161 @@ comment on function wa.messages_changes(jsonb) is
 -- ============================================================================================
 -- Contacts
 -- ============================================================================================
-create function wa.upsert_contact(p_wa_id text, p_user_id text, p_profile_name text, p_username text)
-returns uuid
+-- Contacts are the one table a POST writes in two identities (wa_id or BSUID) whose order can disagree, so they
+-- are locked by id (docs/locking.md). A BSUID attach updates a unique key, which a new conversation's
+-- foreign-key check (FOR KEY SHARE) waits for; that check comes after every contact is done, so the lock it
+-- takes is taken here, in the same pass.
+create function wa.upsert_contacts(p_contacts jsonb)
+returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_id uuid;
+  v_ids jsonb;
+  v_contact record;
+  v_entry record;
 begin
-  if p_wa_id is null and p_user_id is null then
+  if exists (select from jsonb_to_recordset(p_contacts) as e (wa_id text, user_id text)
+             where e.wa_id is null and e.user_id is null) then
     raise exception 'a contact needs a wa_id or a user_id' using errcode = '22023';
   end if;
-  -- A returning customer with nothing new needs no write, so no row lock: concurrent POSTs that mention the
-  -- same customer do not queue behind each other's whole transaction.
-  if p_wa_id is not null then
-    select c.id into v_id from public.contacts c
-    where c.wa_id = p_wa_id and (p_user_id is null or c.user_id = p_user_id)
-      and (p_profile_name is null or c.profile_name = p_profile_name)
-      and (p_username is null or c.username = p_username);
-  else
-    select c.id into v_id from public.contacts c
-    where c.user_id = p_user_id
-      and (p_profile_name is null or c.profile_name = p_profile_name)
-      and (p_username is null or c.username = p_username);
-  end if;
-  if found then
-    return v_id;
-  end if;
-  if p_wa_id is not null then
-    insert into public.contacts as c (wa_id, profile_name, username)
-    values (p_wa_id, p_profile_name, p_username)
-    on conflict (wa_id) do update
-      set profile_name = coalesce(excluded.profile_name, c.profile_name),
-          username = coalesce(excluded.username, c.username),
+  -- New contacts first, in key order: creating one locks no existing row, and a concurrent creator of the same
+  -- key is waited for, then found below.
+  insert into public.contacts (wa_id, profile_name, username)
+  select distinct on (e.wa_id) e.wa_id, e.profile_name, e.username
+  from jsonb_to_recordset(p_contacts) as e (wa_id text, profile_name text, username text)
+  where e.wa_id is not null and not exists (select from public.contacts c where c.wa_id = e.wa_id)
+  order by e.wa_id
+  on conflict (wa_id) do nothing;
+  insert into public.contacts (user_id, profile_name, username)
+  select distinct on (e.user_id) e.user_id, e.profile_name, e.username
+  from jsonb_to_recordset(p_contacts) as e (wa_id text, user_id text, profile_name text, username text)
+  where e.wa_id is null and not exists (select from public.contacts c where c.user_id = e.user_id)
+  order by e.user_id
+  on conflict (user_id) do nothing;
+
+  -- Each entry's contact: by wa_id when it has one, else by BSUID.
+  select jsonb_object_agg(
+           coalesce(e.wa_id, '') || '|' || coalesce(e.user_id, ''),
+           coalesce((select c.id from public.contacts c where c.wa_id = e.wa_id),
+                    (select c.id from public.contacts c where e.wa_id is null and c.user_id = e.user_id)))
+  into v_ids
+  from jsonb_to_recordset(p_contacts) as e (wa_id text, user_id text);
+
+  -- Then each contact once, in id order, locked in the strongest mode any of its entries needs: FOR UPDATE to
+  -- attach a BSUID (a unique key), FOR NO KEY UPDATE to refresh the profile, FOR KEY SHARE when a conversation
+  -- on one of the numbers will be created (conversations are never deleted, so one that exists stays), none
+  -- for a returning customer with nothing new: concurrent POSTs naming the same customer do not queue.
+  for v_contact in
+    select c.id,
+           case when bool_or(e.wa_id is not null and e.user_id is not null and e.user_id is distinct from c.user_id
+                             and not exists (select from public.contacts o where o.user_id = e.user_id))
+                  then 'update'
+                when bool_or((e.profile_name is not null and e.profile_name is distinct from c.profile_name)
+                             or (e.username is not null and e.username is distinct from c.username))
+                  then 'no key update'
+                when bool_or(exists (select from unnest(e.phone_number_ids) n (phone_number_id)
+                                     where not exists (select from public.conversations v
+                                                       where v.phone_number_id = n.phone_number_id
+                                                         and v.contact_id = c.id)))
+                  then 'key share'
+           end as lock,
+           jsonb_agg(jsonb_build_object('wa_id', e.wa_id, 'user_id', e.user_id, 'profile_name', e.profile_name,
+                                        'username', e.username) order by e.wa_id, e.user_id) as entries
+    from jsonb_to_recordset(p_contacts)
+      as e (wa_id text, user_id text, profile_name text, username text, phone_number_ids text[])
+    join public.contacts c on c.id = (v_ids ->> (coalesce(e.wa_id, '') || '|' || coalesce(e.user_id, '')))::uuid
+    group by c.id
+    order by c.id
+  loop
+    case v_contact.lock
+      when 'update' then perform from public.contacts c where c.id = v_contact.id for update;
+      when 'no key update' then perform from public.contacts c where c.id = v_contact.id for no key update;
+      when 'key share' then perform from public.contacts c where c.id = v_contact.id for key share;
+      else null;
+    end case;
+    continue when v_contact.lock is null or v_contact.lock = 'key share';
+    for v_entry in
+      select * from jsonb_to_recordset(v_contact.entries) as e (wa_id text, user_id text, profile_name text,
+                                                                username text)
+    loop
+      update public.contacts c
+      set profile_name = coalesce(v_entry.profile_name, c.profile_name),
+          username = coalesce(v_entry.username, c.username),
           updated_at = now()
-    returning c.id into v_id;
-    if p_user_id is not null then
-      -- Attach the BSUID unless another contact already holds it: a webhook never fails over identity.
-      begin
-        update public.contacts set user_id = p_user_id
-        where id = v_id and user_id is distinct from p_user_id
-          and not exists (select from public.contacts o where o.user_id = p_user_id);
-      exception when unique_violation then
-        null;
-      end;
-    end if;
-  else
-    insert into public.contacts as c (user_id, profile_name, username)
-    values (p_user_id, p_profile_name, p_username)
-    on conflict (user_id) do update
-      set profile_name = coalesce(excluded.profile_name, c.profile_name),
-          username = coalesce(excluded.username, c.username),
-          updated_at = now()
-    returning c.id into v_id;
-  end if;
-  return v_id;
+      where c.id = v_contact.id
+        and ((v_entry.profile_name is not null and v_entry.profile_name is distinct from c.profile_name)
+             or (v_entry.username is not null and v_entry.username is distinct from c.username));
+      if v_contact.lock = 'update' and v_entry.wa_id is not null and v_entry.user_id is not null then
+        -- Attach the BSUID unless another contact already holds it: a webhook never fails over identity.
+        begin
+          update public.contacts c set user_id = v_entry.user_id, updated_at = now()
+          where c.id = v_contact.id and c.user_id is distinct from v_entry.user_id
+            and not exists (select from public.contacts o where o.user_id = v_entry.user_id);
+        exception when unique_violation then
+          null;
+        end;
+      end if;
+    end loop;
+  end loop;
+  return coalesce(v_ids, '{}'::jsonb);
 end;
 $$;
-comment on function wa.upsert_contact(text, text, text, text) is
-  'Finds or creates a contact by wa_id (preferred) or BSUID, refreshing its profile name; a contact with '
-  'nothing new is only read, never locked. Safe under concurrent calls. Raises 22023 when both ids are null. '
-  'Caller: wa.ingest_webhook.';
+comment on function wa.upsert_contacts(jsonb) is
+  'Finds or creates the contacts of a POST ([{wa_id, user_id, profile_name, username, phone_number_ids}]) by '
+  'wa_id (preferred) or BSUID, refreshing profiles and attaching new BSUIDs; returns {"wa_id|user_id": id}. '
+  'New contacts are created in key order, then every contact is locked once in id order, FOR KEY SHARE when a '
+  'conversation on one of its numbers is new; a returning contact with nothing new is only read. Safe under '
+  'concurrent calls without deadlocks (docs/locking.md). Raises 22023 for an entry with neither id. Caller: '
+  'wa.ingest_webhook.';
 
 -- ============================================================================================
 -- Statuses
 -- ============================================================================================
+-- A status POST and the send that records the same wamid cannot find each other's uncommitted write (the
+-- message row does not hold the wamid yet; the status row is not visible yet), so each would miss the other.
+-- Transaction advisory locks on the wamid order them: whichever commits second reads after the first committed.
+create function wa.lock_wamids(p_wamids text[], p_exclusive boolean)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  -- A status POST names few wamids, usually: one lock each (class 2002873705, hashtext), so a send waits only
+  -- for POSTs naming its own wamid. But a POST may name 1,000, and advisory locks fill Postgres's shared lock
+  -- table (max_locks_per_transaction x connections): past 64 it takes stripes instead (class 2002873706,
+  -- hashtext & 63), at most 64. The send takes its stripe, then its own lock: it meets either kind of POST.
+  v_stripes boolean := p_exclusive or (select count(distinct w) from unnest(p_wamids) w) > 64;
+  v_own boolean := p_exclusive or not v_stripes;
+  v_key integer;
+begin
+  if v_stripes then
+    for v_key in select distinct hashtext(w) & 63 from unnest(p_wamids) w order by 1 loop
+      if p_exclusive then
+        perform pg_advisory_xact_lock(2002873706, v_key);
+      else
+        perform pg_advisory_xact_lock_shared(2002873706, v_key);
+      end if;
+    end loop;
+  end if;
+  if v_own then
+    for v_key in select distinct hashtext(w) from unnest(p_wamids) w order by 1 loop
+      if p_exclusive then
+        perform pg_advisory_xact_lock(2002873705, v_key);
+      else
+        perform pg_advisory_xact_lock_shared(2002873705, v_key);
+      end if;
+    end loop;
+  end if;
+end;
+$$;
+comment on function wa.lock_wamids(text[], boolean) is
+  'Takes, until commit and in key order, advisory locks on these wamids: shared by a status POST for the wamids '
+  'no outbound message holds yet (one per wamid, class 2002873705 and hashtext(wamid); past 64 wamids one of 64 '
+  'stripes instead, class 2002873706 and hashtext(wamid) & 63), exclusive by wa.record_send_result for the '
+  'wamid it records (its stripe, then its own lock), so whichever commits second sees the other''s write '
+  '(docs/locking.md). Callers: wa.ingest_webhook, wa.record_send_result.';
+
 create function wa.apply_message_statuses(p_wamids text[])
 returns integer
 language plpgsql
@@ -353,19 +447,31 @@ begin
     where s.wamid = any (p_wamids)
     group by s.wamid
   ),
-  changed as (
-    update public.messages m
-    set status = case when wa.status_rank(b.status) > wa.status_rank(m.status) then b.status else m.status end,
-        status_at = case when wa.status_rank(b.status) > wa.status_rank(m.status) then b.status_at
-                         else m.status_at end,
-        error = coalesce(b.error, m.error)
-    from best b
-    -- The row as it was before this update, to count status changes apart from error-only updates.
-    join public.messages prior on prior.wamid = b.wamid
-    where m.wamid = b.wamid
-      and m.direction = 'outbound'
+  -- The rows to change, locked in wamid order before any is written (docs/locking.md): an UPDATE alone locks
+  -- rows in whatever order its plan meets them, so two POSTs sharing messages could each hold one the other
+  -- needs. Materialized: the lock step runs whole, on top of the sort.
+  locked as materialized (
+    select m.id, b.status, b.status_at, b.error
+    from public.messages m
+    join best b on b.wamid = m.wamid
+    where m.direction = 'outbound'
       and (wa.status_rank(b.status) > wa.status_rank(m.status)
            or b.error is not null and b.error is distinct from m.error)
+    order by m.wamid
+    for no key update of m
+  ),
+  changed as (
+    update public.messages m
+    set status = case when wa.status_rank(l.status) > wa.status_rank(m.status) then l.status else m.status end,
+        status_at = case when wa.status_rank(l.status) > wa.status_rank(m.status) then l.status_at
+                         else m.status_at end,
+        error = coalesce(l.error, m.error)
+    from locked l
+    -- The row as it was before this update, to count status changes apart from error-only updates.
+    join public.messages prior on prior.id = l.id
+    where m.id = l.id
+      and (wa.status_rank(l.status) > wa.status_rank(m.status)
+           or l.error is not null and l.error is distinct from m.error)
     returning wa.status_rank(m.status) > wa.status_rank(prior.status) as status_changed
   )
   select count(*) filter (where status_changed)::integer into v_changed from changed;
@@ -375,8 +481,9 @@ $$;
 comment on function wa.apply_message_statuses(text[]) is
   'Derives the status of these outbound messages from every status event recorded for them: the highest rank '
   'wins, so arrival order never matters and a late lower status never regresses a higher one; a failure''s '
-  'errors are kept even when delivery wins. Returns how many messages changed. Called by the ingest and by '
-  'whatever records a wamid on an outbound message (its earlier statuses then apply).';
+  'errors are kept even when delivery wins. Locks the rows it changes in wamid order (docs/locking.md). Returns '
+  'how many messages changed. Called by the ingest and by whatever records a wamid on an outbound message (its '
+  'earlier statuses then apply).';
 
 -- ============================================================================================
 -- Ingest
@@ -384,7 +491,8 @@ comment on function wa.apply_message_statuses(text[]) is
 -- Linear in the size of a POST (Meta sends up to 1,000 updates in one): senders are joined to their change's
 -- contacts by key, the contact map is aggregated once, and each buffer finds its business number by hash.
 -- Scans per message made a 4,000-message POST take 15.8 s; joined by key it takes 2.8 s (1,000 messages 0.9 s).
-create function wa.ingest_webhook(p_payload jsonb, p_now timestamptz default now())
+create function wa.ingest_webhook(p_payload jsonb, p_now timestamptz default now(), p_raw_body text default null,
+                                  p_error text default null)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -396,6 +504,9 @@ declare
   v_event_id bigint;
   v_messages jsonb;
   v_fresh jsonb;
+  v_first_seen text[];
+  v_seen_before text[];
+  v_replacements text[];
   v_new integer := 0;
   v_replaced integer := 0;
   v_duplicate integer := 0;
@@ -410,8 +521,8 @@ declare
   v_contacts jsonb := '{}'::jsonb;
   v_result jsonb;
 begin
-  insert into wa.webhook_events (received_at, payload, signature_valid)
-  values (p_now, p_payload, true)
+  insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error)
+  values (p_now, p_payload, p_raw_body, true, p_error)
   returning id into v_event_id;
 
   select count(*) - (select count(*) from wa.messages_changes(p_payload)),
@@ -422,8 +533,9 @@ begin
   cross join lateral jsonb_array_elements(e.value -> 'changes') c;
 
   -- Inbound messages, one entry per wamid (a wamid repeated inside one POST is one message delivered n
-  -- times; real content wins over an "unsupported" placeholder), sorted by wamid. Each phase below locks
-  -- rows of one table in a global key order, so concurrent overlapping deliveries cannot deadlock.
+  -- times; real content wins over an "unsupported" placeholder), sorted by wamid. The phases below take their
+  -- locks in the one global order of docs/locking.md (tables in phase order, rows in key order), which every
+  -- other writer follows too, so concurrent overlapping deliveries, sends and replies cannot deadlock.
   with changes as (
     select v.waba_id, v.value, v.n from wa.messages_changes(p_payload) with ordinality v (waba_id, value, n)
   ),
@@ -479,8 +591,8 @@ begin
   into v_messages, v_unattributed
   from per_wamid p;
 
-  -- Phase 1: receipts. Insert, or bump the delivery count: one atomic statement, so concurrent duplicates
-  -- serialise on the row and exactly one of them sees "inserted".
+  -- Phase 1: receipts. Insert, or bump the delivery count: one atomic statement, so concurrent deliveries of a
+  -- wamid serialise on its row (locked until commit) and exactly one of them sees "inserted".
   with registered as (
     insert into wa.inbound_receipts as r (wamid, first_seen_at, last_seen_at, delivery_count)
     select m.wamid, p_now, p_now, m.deliveries
@@ -489,33 +601,45 @@ begin
     on conflict (wamid) do update
       set last_seen_at = excluded.last_seen_at,
           delivery_count = r.delivery_count + excluded.delivery_count
-    returning r.wamid, (r.xmax = 0) as inserted, r.delivery_count
-  ),
-  -- An "unsupported" placeholder (131060, message unavailable) is replaced when the real content arrives
-  -- under the same wamid; the replacement is buffered then, not counted as a duplicate.
-  replaced as (
+    returning r.wamid, (r.xmax = 0) as inserted
+  )
+  select coalesce(array_agg(g.wamid) filter (where g.inserted), '{}'),
+         coalesce(array_agg(g.wamid) filter (where not g.inserted), '{}')
+  into v_first_seen, v_seen_before
+  from registered g;
+
+  -- An "unsupported" placeholder (131060, message unavailable) is replaced when the real content arrives under
+  -- the same wamid, and buffered then, not counted as a duplicate. A statement of its own: in READ COMMITTED it
+  -- takes a new snapshot after the receipt rows above were locked, so it sees what an overlapping delivery of
+  -- the wamid committed while this one waited (a CTE of the receipt statement would not, and would lose the
+  -- content as a duplicate). A placeholder after the content overwrites nothing. The receipt locks serialise
+  -- each wamid's deliveries, so the message rows need no lock order of their own. Arrays are joined as sets:
+  -- `= any` would scan one per row of a 1,000-message POST.
+  with replaced as (
     update public.messages pm
     set type = m.msg ->> 'type', body = m.msg, content_text = wa.message_text(m.msg)
-    from registered g
-    join jsonb_to_recordset(v_messages) as m (wamid text, msg jsonb) on m.wamid = g.wamid
-    where not g.inserted and pm.wamid = g.wamid and pm.direction = 'inbound'
+    from jsonb_to_recordset(v_messages) as m (wamid text, msg jsonb)
+    join unnest(v_seen_before) as s (wamid) on s.wamid = m.wamid
+    where pm.wamid = m.wamid and pm.direction = 'inbound'
       and pm.type = 'unsupported' and m.msg ->> 'type' <> 'unsupported'
     returning pm.wamid
   )
-  select coalesce(jsonb_agg(m order by m ->> 'wamid'), '[]'),
-         (select count(*) from registered where inserted),
-         (select count(*) from replaced),
-         (select count(*) from registered where not inserted) - (select count(*) from replaced)
-  into v_fresh, v_new, v_replaced, v_duplicate
+  select coalesce(array_agg(wamid), '{}') into v_replacements from replaced;
+
+  select coalesce(jsonb_agg(m order by m ->> 'wamid'), '[]') into v_fresh
   from jsonb_array_elements(v_messages) m
-  where m ->> 'wamid' in (select wamid from registered where inserted union all select wamid from replaced);
+  where m ->> 'wamid' in (select unnest(v_first_seen || v_replacements));
+  v_new := cardinality(v_first_seen);
+  v_replaced := cardinality(v_replacements);
+  v_duplicate := cardinality(v_seen_before) - v_replaced;
 
   -- Duplicates of the same message inside this POST are duplicates too.
   v_duplicate := v_duplicate + (select coalesce(sum((m ->> 'deliveries')::integer - 1), 0)
                                 from jsonb_array_elements(v_messages) m);
 
   if jsonb_array_length(v_fresh) > 0 then
-    -- Phase 2: business numbers, then contacts, in key order.
+    -- Phase 2: business numbers in key order, then contacts (created in key order, locked in id order, with
+    -- the lock a new conversation's foreign-key check will take: wa.upsert_contacts).
     insert into wa.phone_numbers (phone_number_id, waba_id, display_phone_number)
     select distinct on (m -> 'metadata' ->> 'phone_number_id')
            m -> 'metadata' ->> 'phone_number_id', m ->> 'waba_id', m -> 'metadata' ->> 'display_phone_number'
@@ -523,17 +647,17 @@ begin
     order by m -> 'metadata' ->> 'phone_number_id'
     on conflict (phone_number_id) do nothing;
 
-    -- Upserted one by one in key order (the subquery's order is the call order), collected in one object.
-    select coalesce(jsonb_object_agg(coalesce(s.wa_id, '') || '|' || coalesce(s.user_id, ''),
-                                     wa.upsert_contact(s.wa_id, s.user_id, s.profile_name, s.username)), '{}')
-    into v_contacts
-    from (
-      select distinct on (m ->> 'wa_id', m ->> 'user_id')
-             m ->> 'wa_id' as wa_id, m ->> 'user_id' as user_id,
-             m ->> 'profile_name' as profile_name, m ->> 'username' as username
-      from jsonb_array_elements(v_fresh) m
-      order by m ->> 'wa_id', m ->> 'user_id'
-    ) s;
+    v_contacts := wa.upsert_contacts((
+      select jsonb_agg(jsonb_build_object('wa_id', s.wa_id, 'user_id', s.user_id, 'profile_name', s.profile_name,
+                                          'username', s.username, 'phone_number_ids', s.phone_number_ids))
+      from (
+        select m ->> 'wa_id' as wa_id, m ->> 'user_id' as user_id,
+               (array_agg(m ->> 'profile_name') filter (where m ->> 'profile_name' is not null))[1] as profile_name,
+               (array_agg(m ->> 'username') filter (where m ->> 'username' is not null))[1] as username,
+               array_agg(distinct m -> 'metadata' ->> 'phone_number_id') as phone_number_ids
+        from jsonb_array_elements(v_fresh) m
+        group by m ->> 'wa_id', m ->> 'user_id'
+      ) s));
   end if;
 
   -- Phases 3-5: conversations, messages, buffers, for first deliveries only (replacements already have
@@ -542,7 +666,7 @@ begin
     select m ->> 'wamid' as wamid, m -> 'msg' as msg, m -> 'metadata' ->> 'phone_number_id' as phone_number_id,
            (v_contacts ->> (coalesce(m ->> 'wa_id', '') || '|' || coalesce(m ->> 'user_id', '')))::uuid as contact_id,
            wa.unix_time(m -> 'msg' ->> 'timestamp') as sent_at,
-           exists (select from public.messages pm where pm.wamid = m ->> 'wamid') as replacement
+           m ->> 'wamid' in (select unnest(v_replacements)) as replacement
     from jsonb_array_elements(v_fresh) m
   ),
   conversation_times as (
@@ -615,7 +739,14 @@ begin
                   from wa.phone_numbers n where n.phone_number_id = b.phone_number_id);
 
   -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
-  -- messages' statuses are derived from all their recorded events.
+  -- messages' statuses are derived from all their recorded events. A wamid that no outbound message holds yet
+  -- may be getting it from wa.record_send_result right now: its lock, shared, comes first (wa.lock_wamids).
+  perform wa.lock_wamids(array(
+    select s.value ->> 'id'
+    from wa.messages_changes(p_payload) v
+    cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
+    where not exists (select from public.messages m where m.wamid = s.value ->> 'id' and m.direction = 'outbound')
+  ), false);
   with events as (
     select s.value as st
     from wa.messages_changes(p_payload) v
@@ -666,13 +797,15 @@ begin
   return v_result;
 end;
 $$;
-comment on function wa.ingest_webhook(jsonb, timestamptz) is
+comment on function wa.ingest_webhook(jsonb, timestamptz, text, text) is
   'Stores one validated Cloud API webhook POST in one transaction: logs it raw, registers each inbound wamid '
   'atomically (insert or bump its delivery count), upserts business numbers, contacts and conversations, stores '
   'new messages (replacing "unsupported" placeholders), appends bot-readable ones to their conversation buffer '
   'exactly once, records status events and advances outbound statuses monotonically. Returns counts: new, '
   'replaced, duplicate, unattributed, statuses_recorded/duplicate/unmatched/applied, ignored, errors. '
-  'Concurrent duplicates are safe without retries. Caller: whatsapp-webhook (service connection).';
+  'Concurrent duplicates are safe without retries; real content replaces a placeholder whichever commits first. '
+  'When the caller had to repair the body (p_payload is not the body as received), p_raw_body and p_error keep '
+  'the original and why. Caller: whatsapp-webhook (service connection).';
 
 create function wa.record_rejected_webhook(p_raw_body text, p_payload jsonb, p_error text,
                                            p_now timestamptz default now())
@@ -691,6 +824,6 @@ comment on function wa.record_rejected_webhook(text, jsonb, text, timestamptz) i
 revoke all on function wa.status_rank(text), wa.is_bot_readable(text), wa.message_text(jsonb),
   wa.messages_changes(jsonb),
   wa.unix_time(text), wa.buffer_due_at(timestamptz, timestamptz, integer, interval, interval, integer),
-  wa.upsert_contact(text, text, text, text), wa.apply_message_statuses(text[]),
-  wa.ingest_webhook(jsonb, timestamptz), wa.record_rejected_webhook(text, jsonb, text, timestamptz)
+  wa.upsert_contacts(jsonb), wa.lock_wamids(text[], boolean), wa.apply_message_statuses(text[]),
+  wa.ingest_webhook(jsonb, timestamptz, text, text), wa.record_rejected_webhook(text, jsonb, text, timestamptz)
   from public, anon, authenticated, service_role;

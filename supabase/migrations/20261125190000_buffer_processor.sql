@@ -21,6 +21,8 @@ alter table wa.buffers
   -- Set by a failure's backoff: new messages may not make the buffer due before this.
   add column retry_not_before timestamptz;
 create unique index buffers_fence_key on wa.buffers (fence);
+-- Only leased buffers (one per batch in flight): finding expired leases never scans the backlog.
+create index buffers_lease_until_idx on wa.buffers (lease_until) where lease_until is not null;
 
 create function wa.keep_backoff()
 returns trigger
@@ -49,6 +51,11 @@ create index buffer_messages_fence_idx on wa.buffer_messages (fence) where fence
 
 -- Outbound rows are written before the send under a key derived from what they answer.
 alter table public.messages add column idempotency_key text unique;
+
+-- The agent reply that answers this message, stamped when the reply is written: any later claim holding the
+-- message (after a crash, with more messages, or with an earlier one whose transaction committed late) finds
+-- that reply under this key instead of writing a second one.
+alter table wa.buffer_messages add column reply_key text;
 
 create table wa.agent_replies (
   idempotency_key text primary key,
@@ -125,6 +132,32 @@ create trigger buffers_notify_due_on_update after update on wa.buffers
 -- ============================================================================================
 -- Claim, complete, fail
 -- ============================================================================================
+create function wa.batch_exhausted(p_buffer wa.buffers)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select p_buffer.attempts >= n.buffer_max_attempts
+  from wa.phone_numbers n where n.phone_number_id = p_buffer.phone_number_id
+$$;
+comment on function wa.batch_exhausted(wa.buffers) is
+  'Whether the buffer''s current batch used its business number''s buffer_max_attempts: the one rule the claim, '
+  'fail and the orphan sweep apply.';
+
+create function wa.lost_lease_error(p_buffer wa.buffers, p_now timestamptz)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'at', p_now, 'fence', p_buffer.fence, 'attempt', p_buffer.attempts,
+    'error', 'lease expired: worker ' || coalesce(p_buffer.claimed_by, '?') || ' lost the batch')
+$$;
+comment on function wa.lost_lease_error(wa.buffers, timestamptz) is
+  'The error-history entry of a claim whose lease expired: its worker died or hung without completing or failing.';
+
 -- Hot functions here and in the other capabilities are PL/pgSQL rather than SQL: a SQL-language function with
 -- a SET clause (every one pins search_path = '') is never inlined, and Postgres 15 then plans its body on every
 -- call with the parameters unknown. For the claim that generic plan assumed a third of the buffers due and
@@ -134,7 +167,7 @@ create trigger buffers_notify_due_on_update after update on wa.buffers
 -- (= any (v_due)), which every plan serves by index.
 create function wa.claim_buffers(
   p_worker text, p_limit integer default 1, p_lease interval default interval '60 seconds',
-  p_max_attempts integer default 5, p_now timestamptz default now()
+  p_now timestamptz default now()
 )
 returns table (conversation_id uuid, fence bigint, first_seq bigint, up_to_seq bigint, message_count integer,
                attempts integer)
@@ -143,13 +176,25 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  v_lost wa.buffers;
   v_due uuid[];
 begin
+  -- A lease that ran out on the batch's last attempt is dead-lettered by the next claim, not left to the sweep:
+  -- until then the buffer would be due yet unclaimable (a worker planning its wake-up on it would spin) while
+  -- the customer's new messages kept joining it. Messages outside the batch are re-armed, claimable below.
+  for v_lost in
+    select * from wa.buffers b
+    where b.lease_until <= p_now and wa.batch_exhausted(b)
+    order by b.lease_until
+    for update skip locked
+  loop
+    perform wa.dead_letter_batch(v_lost, v_lost.errors || jsonb_build_array(wa.lost_lease_error(v_lost, p_now)));
+  end loop;
   v_due := array(
     select b.conversation_id
     from wa.buffers b
     where b.due_at <= p_now
-      and (b.lease_until is null or (b.lease_until <= p_now and b.attempts < p_max_attempts))
+      and (b.lease_until is null or (b.lease_until <= p_now and not wa.batch_exhausted(b)))
     order by b.due_at
     for update skip locked
     limit p_limit);
@@ -166,10 +211,7 @@ begin
         attempts = b.attempts + 1,
         -- A lease still set here expired: its worker died or hung without completing or failing.
         errors = case when b.lease_until is null then b.errors
-                      else b.errors || jsonb_build_array(jsonb_build_object(
-                        'at', p_now, 'fence', b.fence, 'attempt', b.attempts,
-                        'error', 'lease expired: worker ' || coalesce(b.claimed_by, '?') || ' lost the batch'))
-                 end
+                      else b.errors || jsonb_build_array(wa.lost_lease_error(b, p_now)) end
     where b.conversation_id = any (v_due)
     returning b.conversation_id, b.fence, b.attempts
   ),
@@ -186,11 +228,26 @@ begin
   group by c.conversation_id, c.fence, c.attempts;
 end;
 $$;
-comment on function wa.claim_buffers(text, integer, interval, integer, timestamptz) is
+comment on function wa.claim_buffers(text, integer, interval, timestamptz) is
   'Claims up to p_limit due buffers for p_worker, atomically under any number of concurrent workers (FOR UPDATE '
   'SKIP LOCKED): each gets a lease, a new fencing token and its batch (every message visible now, first_seq .. '
-  'up_to_seq). An expired lease is claimable again unless its batch used max_attempts (the sweep dead-letters '
-  'those). Cost independent of the backlog: every step goes by index. Caller: buffer-processor.';
+  'up_to_seq). An expired lease is claimable again, unless its batch used its number''s buffer_max_attempts: '
+  'then the claim dead-letters that batch first (messages outside it stay, re-armed). Cost independent of the '
+  'backlog: every step goes by index. Caller: buffer-processor.';
+
+create function wa.next_claim_at()
+returns timestamptz
+language sql
+stable
+set search_path = ''
+as $$
+  -- A leased buffer is acted on when its lease runs out: claimed again, or its exhausted batch dead-lettered.
+  select min(greatest(b.due_at, coalesce(b.lease_until, b.due_at))) from wa.buffers b
+$$;
+comment on function wa.next_claim_at() is
+  'The earliest time wa.claim_buffers could act on a buffer (claim it, or dead-letter a batch whose lease ran '
+  'out on its last attempt); null when no buffer waits. A time in the past means a claim now acts, so a worker '
+  'sleeping until then never spins. Caller: local/buffer-worker.ts.';
 
 create function wa.locked_buffer(p_fence bigint)
 returns wa.buffers
@@ -252,17 +309,22 @@ set search_path = ''
 as $$
 declare
   v_buffer wa.buffers := wa.locked_buffer(p_fence);
+  v_reply_key text := (select max(m.reply_key) from wa.buffer_messages m
+                       where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence);
 begin
   delete from wa.buffer_messages m
-  where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
+  where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq
+    -- A batch holding a reply answered exactly the messages stamped with it; a re-claim may hold others too.
+    and (v_reply_key is null or m.reply_key = v_reply_key);
   insert into wa.ops_events (kind) values ('completion');
   return wa.rearm_buffer(v_buffer.conversation_id);
 end;
 $$;
 comment on function wa.complete_buffer(bigint, bigint) is
-  'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq; messages that arrived while '
-  'it was processed stay and make the buffer due again. Counts the completion for ops_metrics. Returns how '
-  'many are left. Raises P0410 for a stale fence. Caller: buffer-processor.';
+  'Finishes a batch: removes only the messages this claim took, up to p_up_to_seq, and when the batch holds a '
+  'reply only those the reply answers (stamped with its key); messages that arrived while it was processed '
+  'stay and make the buffer due again. Counts the completion for ops_metrics. Returns how many are left. '
+  'Raises P0410 for a stale fence. Caller: buffer-processor.';
 
 create function wa.dead_letter_batch(p_buffer wa.buffers, p_errors jsonb)
 returns bigint
@@ -292,7 +354,7 @@ comment on function wa.dead_letter_batch(wa.buffers, jsonb) is
   'for messages outside the batch. Returns the dead letter id. Caller: fail and the orphan sweep.';
 
 create function wa.fail_buffer(
-  p_fence bigint, p_error text, p_max_attempts integer default 5,
+  p_fence bigint, p_error text,
   p_backoff_base interval default interval '5 seconds', p_backoff_cap interval default interval '5 minutes',
   p_retry_after interval default null, p_permanent boolean default false, p_now timestamptz default now()
 )
@@ -306,7 +368,7 @@ declare
     'at', p_now, 'fence', p_fence, 'attempt', v_buffer.attempts, 'error', p_error));
   v_delay interval;
 begin
-  if v_buffer.attempts >= p_max_attempts or p_permanent then
+  if p_permanent or wa.batch_exhausted(v_buffer) then
     perform wa.dead_letter_batch(v_buffer, v_errors);
     return 'dead_letter';
   end if;
@@ -321,11 +383,11 @@ begin
   return 'retry';
 end;
 $$;
-comment on function wa.fail_buffer(bigint, text, integer, interval, interval, interval, boolean, timestamptz) is
+comment on function wa.fail_buffer(bigint, text, interval, interval, interval, boolean, timestamptz) is
   'Records a failed batch attempt: exponential backoff with jitter (and at least p_retry_after), or, once the '
-  'batch used p_max_attempts or the failure is permanent (retrying cannot help), moves it to wa.dead_letters '
-  'with its error history. Returns retry or dead_letter. Raises P0410 for a stale fence. Caller: '
-  'buffer-processor.';
+  'batch used its number''s buffer_max_attempts or the failure is permanent (retrying cannot help), moves it '
+  'to wa.dead_letters with its error history. Returns retry or dead_letter. Raises P0410 for a stale fence. '
+  'Caller: buffer-processor.';
 
 -- ============================================================================================
 -- The agent request and the reply's idempotency
@@ -337,16 +399,19 @@ stable
 set search_path = ''
 as $$
 begin
-  -- Keyed by the batch's first message, not by the claim: a re-claim after a crash (new fence, maybe more
-  -- messages) finds the reply already written for the same burst instead of answering it again.
-  return (select 'agent-reply:' || p_conversation_id || ':' || min(m.seq)
+  -- Not keyed by the claim: a re-claim after a crash (new fence, maybe more messages) must find the reply already
+  -- written for the burst. Once written, that reply's key is on the messages it answers, whatever else the
+  -- re-claim holds (an earlier message whose transaction committed late changes the batch's first message).
+  -- Before that, the batch's first message names it, so a re-claim usually shows the agent the same key.
+  return (select coalesce(max(m.reply_key), 'agent-reply:' || p_conversation_id || ':' || min(m.seq))
           from wa.buffer_messages m
           where m.conversation_id = p_conversation_id and m.fence = p_fence);
 end;
 $$;
 comment on function wa.batch_reply_key(uuid, bigint) is
-  'Idempotency key of the agent reply to a batch: conversation and first buffered message. Null for an empty '
-  'batch. Caller: wa.agent_context, wa.begin_agent_reply.';
+  'Idempotency key of the agent reply to a batch: the key stamped on its messages by the reply written for them, '
+  'else conversation and first buffered message. Null for an empty batch. Caller: wa.agent_context, '
+  'wa.begin_agent_reply.';
 
 create function wa.agent_context(p_fence bigint, p_history integer default 20)
 returns jsonb
@@ -419,7 +484,7 @@ create function wa.begin_agent_reply(
   p_fence bigint, p_up_to_seq bigint, p_type text, p_body jsonb, p_lease interval default interval '60 seconds',
   p_now timestamptz default now()
 )
-returns table (message_id uuid, status text, body jsonb, up_to_seq bigint, created boolean)
+returns table (message_id uuid, status text, body jsonb, up_to_seq bigint, ours boolean)
 language plpgsql
 set search_path = ''
 as $$
@@ -427,9 +492,12 @@ declare
   v_buffer wa.buffers := wa.locked_buffer(p_fence);
   v_key text := wa.batch_reply_key(v_buffer.conversation_id, p_fence);
   v_message_id uuid;
+  v_ours boolean := true;
 begin
   -- Still ours: extend the lease so the send that follows cannot outlive it.
   update wa.buffers set lease_until = p_now + p_lease where conversation_id = v_buffer.conversation_id;
+  -- While the bot is paused wa.refuse_reply_while_paused refuses this insert (P0423) even when the reply
+  -- exists, as a BEFORE INSERT trigger runs before ON CONFLICT looks: a failed reply is not taken over either.
   insert into public.messages (conversation_id, direction, type, body, content_text, sent_at, status,
                                idempotency_key)
   values (v_buffer.conversation_id, 'outbound', p_type, p_body, wa.message_text(p_body || jsonb_build_object('type', p_type)),
@@ -439,18 +507,30 @@ begin
   if v_message_id is not null then
     insert into wa.agent_replies (idempotency_key, conversation_id, fence, up_to_seq, message_id)
     values (v_key, v_buffer.conversation_id, p_fence, p_up_to_seq, v_message_id);
+    update wa.buffer_messages m set reply_key = v_key
+    where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq;
+  else
+    -- Written by an earlier claim. Meta refused it (failed) so it is safe to send again, and only this claim,
+    -- holding the buffer under the current fence, can take it over; pending or unknown it may have gone out.
+    select r.message_id, pm.status = 'failed' into v_message_id, v_ours
+    from wa.agent_replies r join public.messages pm on pm.id = r.message_id
+    where r.idempotency_key = v_key;
+    if v_ours then
+      perform wa.record_send_result(p_message_id => v_message_id, p_outcome => 'pending', p_now => p_now);
+    end if;
   end if;
   return query
-  select pm.id, pm.status, pm.body, r.up_to_seq, v_message_id is not null
+  select pm.id, pm.status, pm.body, r.up_to_seq, v_ours
   from wa.agent_replies r join public.messages pm on pm.id = r.message_id
   where r.idempotency_key = v_key;
 end;
 $$;
 comment on function wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz) is
-  'Writes the outbound reply to a batch as pending, under the batch''s idempotency key, before any send, and '
-  'extends the lease. If a reply for this burst already exists (a crashed or racing worker wrote it), returns '
-  'that one with created = false instead: at most one reply per batch. Raises P0410 for a stale fence. Caller: '
-  'buffer-processor.';
+  'Writes the outbound reply to a batch as pending, under the batch''s idempotency key, before any send, stamps '
+  'the key on the messages it answers, and extends the lease. If a reply for this burst already exists (a '
+  'crashed or racing worker wrote it), returns that one instead: at most one reply per batch. ours says whether '
+  'the caller sends it: true when this call wrote it or took over a failed one (set pending again). Raises '
+  'P0410 for a stale fence, P0423 while the bot is paused. Caller: buffer-processor.';
 
 create function wa.record_send_result(
   p_message_id uuid, p_outcome text, p_wamid text default null, p_error jsonb default null,
@@ -465,6 +545,11 @@ declare
 begin
   if p_outcome not in ('pending', 'sent', 'failed', 'unknown') then
     raise exception 'unknown send outcome %', p_outcome using errcode = '22023';
+  end if;
+  if p_wamid is not null then
+    -- A status POST for this wamid may be in flight: whichever commits second sees the other's write
+    -- (wa.lock_wamids; the wamid's locks before the message, as in the ingest: docs/locking.md).
+    perform wa.lock_wamids(array[p_wamid], true);
   end if;
   update public.messages m
   set wamid = coalesce(p_wamid, m.wamid),
@@ -488,12 +573,13 @@ $$;
 comment on function wa.record_send_result(uuid, text, text, jsonb, timestamptz) is
   'Records what a send did: sent (with the wamid Meta returned), failed (definite error, safe to resend), unknown '
   '(ambiguous: may have been sent; never resent automatically) or pending (about to resend a failed one). '
-  'Applies statuses that arrived before the wamid. Returns the resulting status. Caller: buffer-processor.';
+  'Applies statuses that arrived before the wamid, or while it was being recorded (the wamid''s lock stripe, '
+  'exclusive: docs/locking.md). Returns the resulting status. Callers: buffer-processor, send-message.';
 
 -- ============================================================================================
 -- Scheduled jobs
 -- ============================================================================================
-create function wa.sweep_orphaned_buffers(p_max_attempts integer default 5, p_now timestamptz default now())
+create function wa.sweep_orphaned_buffers(p_now timestamptz default now())
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -508,10 +594,9 @@ begin
     select * from wa.buffers b where b.lease_until <= p_now order by b.conversation_id for update skip locked
   loop
     v_expired := v_expired + 1;
-    if v_buffer.attempts >= p_max_attempts then
-      perform wa.dead_letter_batch(v_buffer, v_buffer.errors || jsonb_build_array(jsonb_build_object(
-        'at', p_now, 'fence', v_buffer.fence, 'attempt', v_buffer.attempts,
-        'error', 'lease expired: worker ' || coalesce(v_buffer.claimed_by, '?') || ' lost the batch')));
+    if wa.batch_exhausted(v_buffer) then
+      perform wa.dead_letter_batch(v_buffer,
+                                   v_buffer.errors || jsonb_build_array(wa.lost_lease_error(v_buffer, p_now)));
       v_dead := v_dead + 1;
     end if;
   end loop;
@@ -524,10 +609,10 @@ begin
   return v_result;
 end;
 $$;
-comment on function wa.sweep_orphaned_buffers(integer, timestamptz) is
+comment on function wa.sweep_orphaned_buffers(timestamptz) is
   'Orphan sweep (pg_cron, every minute): counts buffers whose lease expired (their worker crashed or hung), '
-  'dead-letters those that used max_attempts, wakes workers for the rest, and records the counts in '
-  'wa.job_runs.';
+  'dead-letters those that used their number''s buffer_max_attempts (as the next claim would), wakes workers '
+  'for the rest, and records the counts in wa.job_runs.';
 
 create function wa.pg_cron_version()
 returns integer[]
@@ -638,14 +723,15 @@ comment on function wa.schedule_jobs() is
   'schedules only on pg_cron >= 1.5 (the buffer-processor invocation runs every 5 seconds there, every minute '
   'on older versions), HTTP jobs only where pg_net exists. Idempotent; run it again after enabling pg_net.';
 
-revoke all on function wa.claim_buffers(text, integer, interval, integer, timestamptz),
+revoke all on function wa.batch_exhausted(wa.buffers), wa.lost_lease_error(wa.buffers, timestamptz),
+  wa.claim_buffers(text, integer, interval, timestamptz), wa.next_claim_at(),
   wa.locked_buffer(bigint), wa.rearm_buffer(uuid), wa.complete_buffer(bigint, bigint),
   wa.dead_letter_batch(wa.buffers, jsonb),
-  wa.fail_buffer(bigint, text, integer, interval, interval, interval, boolean, timestamptz),
+  wa.fail_buffer(bigint, text, interval, interval, interval, boolean, timestamptz),
   wa.batch_reply_key(uuid, bigint), wa.agent_context(bigint, integer),
   wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz),
   wa.record_send_result(uuid, text, text, jsonb, timestamptz),
-  wa.sweep_orphaned_buffers(integer, timestamptz),
+  wa.sweep_orphaned_buffers(timestamptz),
   wa.pg_cron_version(), wa.invoke_buffer_processor(), wa.schedule_jobs()
   from public, anon, authenticated, service_role;
 

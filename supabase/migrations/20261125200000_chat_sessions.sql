@@ -87,6 +87,31 @@ comment on function wa.update_chat_session(uuid, bigint, text, jsonb, timestampt
   '(the withVersionRetry helper). Pushes the idle expiry forward. Raises P0002 for an unknown conversation and '
   '22023 for an empty state or non-object data. Caller: buffer-processor and other session writers.';
 
+create function wa.update_batch_session(
+  p_fence bigint, p_expected_version bigint, p_state text, p_data jsonb,
+  p_lease interval default interval '60 seconds', p_now timestamptz default now()
+)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_buffer wa.buffers := wa.locked_buffer(p_fence);
+begin
+  -- A lease that ran out may be re-claimed at any moment, and the new claim asks the agent again from the
+  -- session: had this write landed, one burst would move the session twice. Only a live lease writes.
+  if v_buffer.lease_until <= p_now then
+    raise exception 'the lease of fence % expired at %', p_fence, v_buffer.lease_until using errcode = 'P0410';
+  end if;
+  update wa.buffers set lease_until = p_now + p_lease where conversation_id = v_buffer.conversation_id;
+  return wa.update_chat_session(v_buffer.conversation_id, p_expected_version, p_state, p_data, p_now);
+end;
+$$;
+comment on function wa.update_batch_session(bigint, bigint, text, jsonb, interval, timestamptz) is
+  'wa.update_chat_session for the agent''s answer to a claimed batch, fenced: only under the claim''s live lease '
+  '(P0410 for a stale fence or an expired lease), which it extends. Version conflicts as there (40001). '
+  'Caller: buffer-processor.';
+
 create function wa.expire_idle_sessions(p_now timestamptz default now())
 returns integer
 language plpgsql
@@ -142,7 +167,8 @@ comment on function wa.note_batch_outcome(uuid, text, timestamptz) is
   'buffer-processor.';
 
 revoke all on function wa.get_chat_session(uuid), wa.update_chat_session(uuid, bigint, text, jsonb, timestamptz),
-  wa.expire_idle_sessions(timestamptz), wa.note_batch_outcome(uuid, text, timestamptz)
+  wa.update_batch_session(bigint, bigint, text, jsonb, interval, timestamptz), wa.expire_idle_sessions(timestamptz),
+  wa.note_batch_outcome(uuid, text, timestamptz)
   from public, anon, authenticated, service_role;
 
 -- ============================================================================================

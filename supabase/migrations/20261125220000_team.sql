@@ -367,8 +367,9 @@ begin
   if p_actor.role = 'admin' then
     return;
   end if;
-  if p_actor.role = 'coordinator' and p_target.team_id is not distinct from p_actor.team_id
-     and p_target.role <> 'admin' then
+  -- "=", never "is not distinct from": a user without a team belongs to no team, so a coordinator without one
+  -- manages nobody.
+  if p_actor.role = 'coordinator' and p_target.team_id = p_actor.team_id and p_target.role <> 'admin' then
     return;
   end if;
   raise exception 'you may not manage user %', p_target.id using errcode = 'P0403', hint = 'forbidden';
@@ -376,7 +377,7 @@ end;
 $$;
 comment on function wa.require_manages(public.profiles, public.profiles) is
   'Raises P0403 forbidden unless the actor may manage the target: admins anyone, coordinators non-admins of their '
-  'own team.';
+  'own team (a coordinator without a team: nobody).';
 
 create function wa.assign_backup(p_actor_id uuid, p_executive_id uuid, p_backup_id uuid)
 returns jsonb
@@ -406,7 +407,13 @@ begin
   if not v_executive.active or not v_backup.active then
     raise exception 'deactivated users can neither have nor be a backup' using errcode = 'P0409', hint = 'inactive_user';
   end if;
-  if v_backup.team_id is distinct from v_executive.team_id and v_actor.role <> 'admin' then
+  -- Every sign-up starts without a team: were team-less users one team, a newcomer could take a team-less
+  -- admin as backup and be routed their phone.
+  if v_executive.team_id is null or v_backup.team_id is null then
+    raise exception 'a user without a team can neither have nor be a backup'
+      using errcode = 'P0409', hint = 'no_team';
+  end if;
+  if v_backup.team_id <> v_executive.team_id and v_actor.role <> 'admin' then
     raise exception 'the backup must be from the executive''s team' using errcode = 'P0409', hint = 'cross_team';
   end if;
   if v_executive.backup_id = p_backup_id then
@@ -433,8 +440,9 @@ $$;
 comment on function wa.assign_backup(uuid, uuid, uuid) is
   'Makes p_backup_id the backup of p_executive_id in one transaction: saves the executive''s phone as original '
   'phone (once: assigning twice never loses it) and routes to the backup''s phone; audited. Executives may '
-  'assign their own backup from their team, coordinators within their team, admins anyone. Raises P0403 '
-  'forbidden/no_profile, P0404 user_not_found, P0409 self_backup/inactive_user/cross_team/backup_chain. '
+  'assign their own backup from their team, coordinators within their team, admins across teams; both users '
+  'need a team. Raises P0403 forbidden/no_profile, P0404 user_not_found, P0409 '
+  'self_backup/inactive_user/no_team/cross_team/backup_chain. '
   'Returns the executive''s profile. Caller: auth-admin-proxy.';
 
 create function wa.remove_backup(p_actor_id uuid, p_executive_id uuid)
@@ -500,6 +508,13 @@ begin
      and not exists (select from public.teams t where t.id = (p_changes ->> 'team_id')::uuid) then
     raise exception 'no team %', p_changes ->> 'team_id' using errcode = 'P0404', hint = 'team_not_found';
   end if;
+  -- The row lock on the target orders this against a concurrent wa.assign_backup naming them, so the check
+  -- sees any backup committed before it.
+  if p_changes ? 'team_id' and p_changes ->> 'team_id' is null
+     and (v_target.backup_id is not null or exists (select from public.profiles p where p.backup_id = p_user_id)) then
+    raise exception 'a user without a team can neither have nor be a backup'
+      using errcode = 'P0409', hint = 'no_team';
+  end if;
   update public.profiles p
   set full_name = case when p_changes ? 'full_name' then p_changes ->> 'full_name' else p.full_name end,
       -- While a backup is assigned the routed phone is the backup's: a new own number waits in original_phone.
@@ -522,6 +537,7 @@ $$;
 comment on function wa.update_profile(uuid, uuid, jsonb) is
   'Changes profile fields in one transaction, audited when something changed. Users may change their own name '
   'and phone; coordinators also activate/deactivate their team''s non-admins; admins any field (role, team). '
+  'Taking the team away from a user who has or is a backup is refused (P0409 no_team: remove the backup first). '
   'Raises P0403 forbidden/forbidden_field/no_profile, P0404 user_not_found/team_not_found, 22023 invalid_role. '
   'Returns the profile. Caller: auth-admin-proxy.';
 

@@ -70,11 +70,16 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  v_conversation public.conversations := wa.require_conversation_access(p_actor_id, p_conversation_id);
+  v_conversation public.conversations;
   v_key text := 'operator:' || p_conversation_id || ':' || p_client_id;
   v_message_id uuid;
   v_auto_pause interval;
 begin
+  -- The conversation before its message, as the ingest takes them (docs/locking.md): a resend locks the
+  -- message below, and the conversation is updated last. Read after the lock: a customer's message that
+  -- committed meanwhile (its last_inbound_at) counts.
+  perform from public.conversations c where c.id = p_conversation_id for no key update;
+  v_conversation := wa.require_conversation_access(p_actor_id, p_conversation_id);
   -- The same client id again: the first result, never a second message. A definite failure may be resent,
   -- by exactly one of any number of concurrent retries.
   update public.messages m set status = 'pending', error = null
@@ -123,7 +128,8 @@ comment on function wa.begin_operator_send(uuid, uuid, uuid, text, jsonb, timest
   'Writes an operator''s outbound message as pending before the send, keyed by (conversation, client id): a repeat '
   'returns the first message with created = false (a definitely failed one is handed back for one resend). '
   'Refuses free-form messages outside the 24-hour window (P0422 outside_service_window) and callers who may not '
-  'act on the conversation (P0403/P0404); auto-pauses the bot. Caller: send-message.';
+  'act on the conversation (P0403/P0404); auto-pauses the bot. Locks the conversation before the message '
+  '(docs/locking.md). Caller: send-message.';
 
 create function wa.conversation_recipient(p_conversation_id uuid)
 returns jsonb
@@ -154,9 +160,17 @@ declare
   v_latest uuid;
   v_wamid text;
 begin
-  update public.messages
+  -- Locked in wamid order, as the ingest takes inbound rows (docs/locking.md); an UPDATE alone takes its plan's.
+  with unread as materialized (
+    select m.id from public.messages m
+    where m.conversation_id = p_conversation_id and m.direction = 'inbound' and m.read_at is null
+    order by m.wamid
+    for no key update
+  )
+  update public.messages m
   set read_at = p_now, read_by = p_actor_id
-  where conversation_id = p_conversation_id and direction = 'inbound' and read_at is null;
+  from unread u
+  where m.id = u.id;
   get diagnostics v_marked = row_count;
   -- Telling WhatsApp about the newest inbound message marks every earlier one read too; claim the receipt
   -- atomically so it is sent once, whoever marks the conversation read concurrently.

@@ -87,6 +87,62 @@ create index chat_sessions_expired_idx on wa.chat_sessions (conversation_id) whe
 -- ============================================================================================
 -- The figures
 -- ============================================================================================
+-- Readiness alone, for a probe anyone may call often: each figure is read by index (the oldest due time from
+-- buffers_due_at_idx, each job's newest run by runid), none of the hour's counts.
+create function public.ops_readiness()
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  with
+  -- cron.job_run_details has no index but its primary key, and a 5-second job adds 17,280 rows a day: each
+  -- job's newest run is found walking runid backwards, within the last 50,000 runs (days of history).
+  last_runs as (
+    select j.jobid, r.status, r.start_time, r.end_time, r.return_message
+    from cron.job j
+    join lateral (
+      select d.status, d.start_time, d.end_time, d.return_message
+      from cron.job_run_details d
+      where d.jobid = j.jobid and d.runid > (select max(x.runid) - 50000 from cron.job_run_details x)
+      order by d.runid desc
+      limit 1
+    ) r on true
+    where j.jobname like 'wabase-%'
+  )
+  select jsonb_build_object(
+    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
+    'pg_cron_version', (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
+    'buffers', jsonb_build_object(
+                 'oldest_overdue_seconds',
+                 (select coalesce(round(extract(epoch from now() - min(b.due_at))::numeric, 3), 0)
+                  from wa.buffers b where b.due_at <= now())),
+    'cron_jobs', (select coalesce(jsonb_object_agg(j.jobname, jsonb_build_object(
+                    'schedule', j.schedule, 'active', j.active,
+                    'last_run', case when r.jobid is null then null else jsonb_build_object(
+                      'status', r.status, 'started_at', r.start_time, 'ended_at', r.end_time,
+                      'message', left(r.return_message, 500)) end)), '{}'::jsonb)
+                  from cron.job j left join last_runs r on r.jobid = j.jobid
+                  where j.jobname like 'wabase-%'),
+    'missing_cron_jobs', (select coalesce(jsonb_agg(w.name order by w.name), '[]'::jsonb)
+                          from wa.jobs w
+                          where not exists (select from cron.job j where j.jobname = w.name)
+                            and (not w.needs_pg_net
+                                 or to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null)),
+    'circuit_breakers', (select coalesce(jsonb_object_agg(c.name, jsonb_build_object('state', c.state,
+                                                                                     'since', c.updated_at)),
+                                         '{}'::jsonb) from wa.circuit_breakers c)
+  )
+$$;
+comment on function public.ops_readiness() is
+  'What readiness is decided from, cheaply (by index, none of the hour''s counts): the latest applied '
+  'migration, pg_cron''s version, the oldest overdue buffer''s age, each wabase pg_cron job with its last run, '
+  'missing jobs, circuit breakers. Part of public.ops_metrics. Caller: the health function''s /ready, or anyone '
+  'holding the service role key.';
+revoke all on function public.ops_readiness() from public, anon, authenticated;
+grant execute on function public.ops_readiness() to service_role;
+
 create function public.ops_metrics()
 returns jsonb
 language sql
@@ -116,35 +172,19 @@ as $$
     from minutes m left join recent r on r.minute = m.minute
     group by m.minute
   ),
-  -- cron.job_run_details has no index but its primary key, and a 5-second job adds 17,280 rows a day: each
-  -- job's newest run is found walking runid backwards, within the last 50,000 runs (days of history).
-  last_runs as (
-    select j.jobid, r.status, r.start_time, r.end_time, r.return_message
-    from cron.job j
-    join lateral (
-      select d.status, d.start_time, d.end_time, d.return_message
-      from cron.job_run_details d
-      where d.jobid = j.jobid and d.runid > (select max(x.runid) - 50000 from cron.job_run_details x)
-      order by d.runid desc
-      limit 1
-    ) r on true
-    where j.jobname like 'wabase-%'
+  readiness as (
+    select public.ops_readiness() as figures
   )
-  select jsonb_build_object(
+  select (select r.figures from readiness r) || jsonb_build_object(
     'generated_at', now(),
-    'migration_version', (select max(m.version) from supabase_migrations.schema_migrations m),
-    'pg_cron_version', (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'),
     'buffers', (select jsonb_build_object(
                   'buffers', count(*),
                   'messages', coalesce(sum(b.message_count), 0),
                   'due_now', count(*) filter (where b.due_at <= now() and b.lease_until is null),
                   'in_flight', count(*) filter (where b.lease_until > now()),
                   'expired_leases', count(*) filter (where b.lease_until <= now()),
-                  'backing_off', count(*) filter (where b.retry_not_before > now() and b.lease_until is null),
-                  'oldest_overdue_seconds',
-                    coalesce(round(extract(epoch from now() - min(b.due_at) filter (where b.due_at <= now()))::numeric,
-                                   3), 0))
-                from wa.buffers b),
+                  'backing_off', count(*) filter (where b.retry_not_before > now() and b.lease_until is null))
+                from wa.buffers b) || (select r.figures -> 'buffers' from readiness r),
     'last_hour', (select jsonb_build_object(
                     'claims', sum(p.claims), 'completions', sum(p.completions),
                     'dead_letters', sum(p.dead_letters), 'duplicates_suppressed', sum(p.duplicates),
@@ -165,25 +205,10 @@ as $$
     'outbound_unknown', (select count(*) from public.messages m
                          where m.direction = 'outbound' and m.status = 'unknown'),
     'sessions_expired', (select count(*) from wa.chat_sessions s where s.state = 'expired'),
-    'cron_jobs', (select coalesce(jsonb_object_agg(j.jobname, jsonb_build_object(
-                    'schedule', j.schedule, 'active', j.active,
-                    'last_run', case when r.jobid is null then null else jsonb_build_object(
-                      'status', r.status, 'started_at', r.start_time, 'ended_at', r.end_time,
-                      'message', left(r.return_message, 500)) end)), '{}'::jsonb)
-                  from cron.job j left join last_runs r on r.jobid = j.jobid
-                  where j.jobname like 'wabase-%'),
-    'missing_cron_jobs', (select coalesce(jsonb_agg(w.name order by w.name), '[]'::jsonb)
-                          from wa.jobs w
-                          where not exists (select from cron.job j where j.jobname = w.name)
-                            and (not w.needs_pg_net
-                                 or to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null)),
     'job_results', (select coalesce(jsonb_object_agg(r.job, jsonb_build_object('ran_at', r.ran_at,
                                                                                'result', r.result)), '{}'::jsonb)
                     from (select distinct on (jr.job) jr.job, jr.ran_at, jr.result from wa.job_runs jr
-                          order by jr.job, jr.ran_at desc) r),
-    'circuit_breakers', (select coalesce(jsonb_object_agg(c.name, jsonb_build_object('state', c.state,
-                                                                                     'since', c.updated_at)),
-                                         '{}'::jsonb) from wa.circuit_breakers c)
+                          order by jr.job, jr.ran_at desc) r)
   )
 $$;
 comment on function public.ops_metrics() is
@@ -191,8 +216,8 @@ comment on function public.ops_metrics() is
   'overdue age; claims, completions, dead letters, duplicates suppressed and rate-limit refusals over the last '
   'hour (totals and per minute); dead letters and sends of unknown outcome in all; expired sessions; each '
   'wabase pg_cron job with its last run (cron.job_run_details) and what it last did (wa.job_runs); missing '
-  'jobs; circuit breakers; the latest applied migration. Caller: the health function, or anyone holding the '
-  'service role key (it is not granted to anon or authenticated).';
+  'jobs; circuit breakers; the latest applied migration (the readiness figures: public.ops_readiness). Caller: the '
+  'health function, or anyone holding the service role key (it is not granted to anon or authenticated).';
 revoke all on function public.ops_metrics() from public, anon, authenticated;
 grant execute on function public.ops_metrics() to service_role;
 

@@ -195,18 +195,18 @@ select is((wa.ingest_webhook(pg_temp.text_webhook('wamid.P1', 'the real content'
 select wa.record_rejected_webhook('{not json', null, 'invalid JSON');
 select results_eq($$select raw_body, error, signature_valid from wa.webhook_events order by id desc limit 1$$,
   $$values ('{not json', 'invalid JSON', true)$$, 'a rejected body is kept raw with its reason');
-select throws_ok($$select wa.upsert_contact(null, null, 'x', null)$$, '22023',
+select throws_ok($$select wa.upsert_contacts('[{"profile_name": "x"}]')$$, '22023',
   'a contact needs a wa_id or a user_id', 'a contact without any identity is refused with 22023');
 
 -- A returning customer with nothing new is only read: no write, so no row lock held until the POST commits.
 -- (Every write makes a new row version at a new ctid, even inside this one transaction; xmin would not move.)
-select wa.upsert_contact('5215500000009', null, 'Flor', null);
+select wa.upsert_contacts('[{"wa_id": "5215500000009", "profile_name": "Flor"}]');
 create temp table flor_before as select ctid::text as version from public.contacts where wa_id = '5215500000009';
-select is(wa.upsert_contact('5215500000009', null, 'Flor', null),
+select is((wa.upsert_contacts('[{"wa_id": "5215500000009", "profile_name": "Flor"}]') ->> '5215500000009|')::uuid,
           (select id from public.contacts where wa_id = '5215500000009'), 'an unchanged contact is found');
 select is((select ctid::text from public.contacts where wa_id = '5215500000009'), (select version from flor_before),
   'and left unwritten');
-select wa.upsert_contact('5215500000009', 'MX.999', 'Flor María', null);
+select wa.upsert_contacts('[{"wa_id": "5215500000009", "user_id": "MX.999", "profile_name": "Flor María"}]');
 select results_eq($$select profile_name, user_id from public.contacts where wa_id = '5215500000009'$$,
   $$values ('Flor María', 'MX.999')$$, 'a new name or BSUID is still written');
 

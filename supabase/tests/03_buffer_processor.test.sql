@@ -30,7 +30,7 @@ create temp table claims (round text not null, conversation_id uuid not null, fe
                           first_seq bigint, up_to_seq bigint, message_count integer, attempts integer);
 -- What each wa.begin_agent_reply call returned.
 create temp table replies (round text not null, message_id uuid, status text, body jsonb, up_to_seq bigint,
-                           created boolean);
+                           ours boolean);
 
 -- Ingests one inbound message from p_name at p_at (Meta's timestamp = p_at) and remembers its seq.
 create function pg_temp.inbound(p_wamid text, p_name text, p_type text, p_object jsonb, p_at timestamptz)
@@ -64,11 +64,11 @@ create function pg_temp.who(p_conversation_id uuid) returns text language sql as
   where c.id = p_conversation_id
 $$;
 create function pg_temp.claim(p_round text, p_at timestamptz, p_limit integer default 5,
-                              p_max_attempts integer default 5, p_worker text default 'worker-1')
+                              p_worker text default 'worker-1')
 returns integer language sql as $$
   with claimed as (
     insert into claims
-    select p_round, c.* from wa.claim_buffers(p_worker, p_limit, interval '60 seconds', p_max_attempts, p_at) c
+    select p_round, c.* from wa.claim_buffers(p_worker, p_limit, interval '60 seconds', p_at) c
     returning 1
   )
   select count(*)::integer from claimed
@@ -104,7 +104,7 @@ select results_eq(
   $$select pg_temp.who(conversation_id), first_seq, up_to_seq, message_count, attempts from claims where round = 'r1'$$,
   $$values ('Beto', pg_temp.seq('wamid.B1'), pg_temp.seq('wamid.B2'), 2, 1)$$,
   'the earliest due one, with its whole batch (first_seq .. up_to_seq) and attempts 1');
-select is(pg_temp.claim('r2', pg_temp.t('00:00:20'), 5, 5, 'worker-2'), 1,
+select is(pg_temp.claim('r2', pg_temp.t('00:00:20'), 5, 'worker-2'), 1,
   'a second claim at the same time gets only the other buffer');
 select results_eq(
   $$select pg_temp.who(conversation_id), first_seq, up_to_seq, message_count, attempts from claims where round = 'r2'$$,
@@ -174,7 +174,7 @@ select wa.complete_buffer(pg_temp.fence('r4', 'Beto'), pg_temp.seq('wamid.B2'));
 -- ---------------------------------------------------------------------------------------------
 select pg_temp.say('wamid.C1', 'Caro', 'hola', pg_temp.t('00:10:00'));
 select pg_temp.say('wamid.D1', 'Dora', 'hola', pg_temp.t('00:10:01'));
-select is(pg_temp.claim('c1', pg_temp.t('00:10:15'), 5, 5, 'worker-dead'), 2,
+select is(pg_temp.claim('c1', pg_temp.t('00:10:15'), 5, 'worker-dead'), 2,
   'setup: a worker claims two buffers, then dies');
 select is(pg_temp.claim('c2', pg_temp.t('00:11:14')), 0, 'a lease is not claimable before it expires');
 select is(pg_temp.claim('c3', pg_temp.t('00:11:15'), 1), 1, 'an expired lease is claimable again');
@@ -189,14 +189,16 @@ select is((select errors from wa.buffers where conversation_id = pg_temp.conv('C
 select throws_ok($$select wa.complete_buffer(pg_temp.fence('c1', 'Caro'), 9223372036854775807)$$, 'P0410', null,
   'the dead worker''s fence is stale after the re-claim: P0410');
 
-select is(wa.sweep_orphaned_buffers(3, pg_temp.t('00:12:15')), '{"expired_leases": 2, "dead_lettered": 0}'::jsonb,
-  'the sweep counts expired leases and dead-letters none below max attempts');
-select is(pg_temp.claim('c4', pg_temp.t('00:12:15'), 5, 2), 1,
-  'with p_max_attempts 2, one of the two expired leases is claimed');
+update wa.phone_numbers set buffer_max_attempts = 3 where phone_number_id = 'PN1';
+select is(wa.sweep_orphaned_buffers(pg_temp.t('00:12:15')), '{"expired_leases": 2, "dead_lettered": 0}'::jsonb,
+  'the sweep counts expired leases and dead-letters none below the number''s buffer_max_attempts');
+update wa.phone_numbers set buffer_max_attempts = 2 where phone_number_id = 'PN1';
+select is(wa.sweep_orphaned_buffers(pg_temp.t('00:12:15')), '{"expired_leases": 2, "dead_lettered": 1}'::jsonb,
+  'the sweep dead-letters an expired lease that used the number''s buffer_max_attempts');
+select is(pg_temp.claim('c4', pg_temp.t('00:12:15')), 1,
+  'with buffer_max_attempts 2, the other expired lease is claimed');
 select results_eq($$select pg_temp.who(conversation_id), attempts from claims where round = 'c4'$$,
-  $$values ('Dora', 2)$$, 'the one at attempt 1; the one whose batch used 2 attempts is not claimed');
-select is(wa.sweep_orphaned_buffers(2, pg_temp.t('00:12:15')), '{"expired_leases": 1, "dead_lettered": 1}'::jsonb,
-  'the sweep dead-letters an expired lease that used max attempts');
+  $$values ('Dora', 2)$$, 'the one at attempt 1, now at its last attempt');
 select results_eq(
   $$select fence, attempts, jsonb_path_query_array(errors, '$[*].attempt'), errors -> -1 ->> 'error',
            jsonb_path_query_array(messages, '$[*].wamid')
@@ -209,9 +211,10 @@ select ok(not exists (select from wa.buffers where conversation_id = pg_temp.con
   'the swept buffer is gone; its message stays stored');
 select results_eq(
   $$select result from wa.job_runs where job = 'orphan-sweep' and ran_at = pg_temp.t('00:12:15') order by id$$,
-  $$values ('{"expired_leases": 2, "dead_lettered": 0}'::jsonb), ('{"expired_leases": 1, "dead_lettered": 1}'::jsonb)$$,
+  $$values ('{"expired_leases": 2, "dead_lettered": 0}'::jsonb), ('{"expired_leases": 2, "dead_lettered": 1}'::jsonb)$$,
   'each sweep records its counts in wa.job_runs');
 select wa.complete_buffer(pg_temp.fence('c4', 'Dora'), pg_temp.seq('wamid.D1'));
+update wa.phone_numbers set buffer_max_attempts = 3 where phone_number_id = 'PN1';
 
 -- ---------------------------------------------------------------------------------------------
 -- Fail: backoff with jitter, retry_after, dead letter after max attempts or at once when permanent
@@ -219,8 +222,7 @@ select wa.complete_buffer(pg_temp.fence('c4', 'Dora'), pg_temp.seq('wamid.D1'));
 select pg_temp.say('wamid.E1', 'Eva', 'hola', pg_temp.t('00:20:00'));
 select pg_temp.say('wamid.E2', 'Eva', 'me ayudas?', pg_temp.t('00:20:01'));
 select is(pg_temp.claim('e1', pg_temp.t('00:20:15')), 1, 'setup: Eva''s batch is claimed');
-select is(wa.fail_buffer(pg_temp.fence('e1', 'Eva'), 'agent timeout', p_max_attempts => 3,
-                         p_now => pg_temp.t('00:20:20')),
+select is(wa.fail_buffer(pg_temp.fence('e1', 'Eva'), 'agent timeout', p_now => pg_temp.t('00:20:20')),
   'retry', 'a failed first attempt is retried');
 select results_eq(
   $$select lease_until, claimed_by, claimed_at, attempts, errors from wa.buffers
@@ -242,7 +244,7 @@ select is(pg_temp.claim('e2', pg_temp.t('00:20:28')), 1, 'after the backoff the 
 select throws_ok(
   $$select wa.fail_buffer(pg_temp.fence('e1', 'Eva'), 'late', p_now => pg_temp.t('00:20:29'))$$, 'P0410', null,
   'failing with the previous claim''s fence: P0410');
-select is(wa.fail_buffer(pg_temp.fence('e2', 'Eva'), 'rate limited', p_max_attempts => 3,
+select is(wa.fail_buffer(pg_temp.fence('e2', 'Eva'), 'rate limited',
                          p_retry_after => interval '120 seconds', p_now => pg_temp.t('00:20:30')),
   'retry', 'a failed second attempt is retried');
 select is((select due_at from wa.buffers where conversation_id = pg_temp.conv('Eva')), pg_temp.t('00:22:30'),
@@ -254,7 +256,7 @@ select pg_temp.claim('e3', pg_temp.t('00:22:30'));
 select results_eq($$select message_count, attempts from claims where round = 'e3'$$, $$values (3, 3)$$,
   'the third claim takes the burst with the message that arrived meanwhile');
 select pg_temp.say('wamid.E4', 'Eva', 'sigues ahí?', pg_temp.t('00:22:32'));
-select is(wa.fail_buffer(pg_temp.fence('e3', 'Eva'), 'agent 500', p_max_attempts => 3, p_now => pg_temp.t('00:22:35')),
+select is(wa.fail_buffer(pg_temp.fence('e3', 'Eva'), 'agent 500', p_now => pg_temp.t('00:22:35')),
   'dead_letter', 'the failure of the attempt that used max attempts dead-letters the batch');
 select results_eq(
   $$select fence, attempts, jsonb_path_query_array(errors, '$[*].attempt'),
@@ -333,9 +335,9 @@ select is(wa.agent_context(-1), null, 'no context for an unknown fence');
 insert into replies
 select 'f1', r.* from wa.begin_agent_reply(pg_temp.fence('f1', 'Fabi'), pg_temp.seq('wamid.F2'), 'text',
   '{"text": {"body": "¡Hola! ¿Qué coche buscas?"}}', interval '60 seconds', pg_temp.t('00:31:20')) r;
-select results_eq($$select status, body, up_to_seq, created from replies where round = 'f1'$$,
+select results_eq($$select status, body, up_to_seq, ours from replies where round = 'f1'$$,
   $$values ('pending', '{"text": {"body": "¡Hola! ¿Qué coche buscas?"}}'::jsonb, pg_temp.seq('wamid.F2'), true)$$,
-  'begin_agent_reply writes a pending reply and says it created it');
+  'begin_agent_reply writes a pending reply and says it is the caller''s to send (ours)');
 select results_eq(
   $$select conversation_id, direction, type, status, idempotency_key, content_text, sent_at, wamid
     from public.messages where id = pg_temp.reply('f1')$$,
@@ -351,9 +353,9 @@ select is((select lease_until from wa.buffers where conversation_id = pg_temp.co
 insert into replies
 select 'f1-again', r.* from wa.begin_agent_reply(pg_temp.fence('f1', 'Fabi'), pg_temp.seq('wamid.F2'), 'text',
   '{"text": {"body": "otra cosa"}}', interval '60 seconds', pg_temp.t('00:31:25')) r;
-select results_eq($$select message_id, body, created from replies where round = 'f1-again'$$,
+select results_eq($$select message_id, body, ours from replies where round = 'f1-again'$$,
   $$select message_id, body, false from replies where round = 'f1'$$,
-  'calling it again returns the same message with created = false');
+  'calling it again returns the same message with ours = false');
 select is((select lease_until from wa.buffers where conversation_id = pg_temp.conv('Fabi')), pg_temp.t('00:32:25'),
   'and extends the lease again');
 
@@ -376,9 +378,9 @@ select is(wa.agent_context(pg_temp.fence('f2', 'Fabi')) ->> 'reply_key',
 insert into replies
 select 'f2', r.* from wa.begin_agent_reply(pg_temp.fence('f2', 'Fabi'), pg_temp.seq('wamid.F3'), 'text',
   '{"text": {"body": "¡Hola otra vez!"}}', interval '60 seconds', pg_temp.t('00:32:26')) r;
-select results_eq($$select message_id, up_to_seq, created from replies where round = 'f2'$$,
+select results_eq($$select message_id, up_to_seq, ours from replies where round = 'f2'$$,
   $$select message_id, up_to_seq, false from replies where round = 'f1'$$,
-  'begin_agent_reply with the new fence returns that reply, created = false');
+  'begin_agent_reply with the new fence returns that reply, ours = false');
 select is((select count(*)::int from public.messages where conversation_id = pg_temp.conv('Fabi')
                                                         and direction = 'outbound'), 1,
   'at most one reply per burst');
@@ -491,7 +493,8 @@ select results_eq(
            h -> 'cron_jobs' ? 'wabase-orphan-sweep', (h -> 'buffers' ->> 'buffers')::int,
            (h -> 'job_results' -> 'retention' -> 'result') = (select result from expected_purge)
     from (select public.ops_metrics() as h) x$$,
-  $$values ('half_open', 3, true, 1, true)$$,
+  -- Two buffers wait: Gus's, and Fabi's message that arrived after the reply to her burst was written.
+  $$values ('half_open', 3, true, 2, true)$$,
   'ops_metrics reports breakers, dead letters, cron jobs, buffers and the last job results');
 
 -- ---------------------------------------------------------------------------------------------
@@ -499,14 +502,16 @@ select results_eq(
 -- ---------------------------------------------------------------------------------------------
 select is_empty(
   $$select f::text || ' by ' || r.rolname
-    from unnest(array['wa.claim_buffers(text, integer, interval, integer, timestamptz)',
+    from unnest(array['wa.claim_buffers(text, integer, interval, timestamptz)',
+                      'wa.batch_exhausted(wa.buffers)', 'wa.lost_lease_error(wa.buffers, timestamptz)',
+                      'wa.next_claim_at()',
                       'wa.locked_buffer(bigint)', 'wa.rearm_buffer(uuid)', 'wa.complete_buffer(bigint, bigint)',
                       'wa.dead_letter_batch(wa.buffers, jsonb)',
-                      'wa.fail_buffer(bigint, text, integer, interval, interval, interval, boolean, timestamptz)',
+                      'wa.fail_buffer(bigint, text, interval, interval, interval, boolean, timestamptz)',
                       'wa.batch_reply_key(uuid, bigint)', 'wa.agent_context(bigint, integer)',
                       'wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz)',
                       'wa.record_send_result(uuid, text, text, jsonb, timestamptz)',
-                      'wa.sweep_orphaned_buffers(integer, timestamptz)',
+                      'wa.sweep_orphaned_buffers(timestamptz)',
                       'wa.purge_history(timestamptz)', 'wa.pg_cron_version()',
                       'wa.invoke_buffer_processor()', 'wa.schedule_jobs()', 'wa.notify_buffer_due()',
                       'wa.keep_backoff()',

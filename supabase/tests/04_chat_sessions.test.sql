@@ -70,7 +70,7 @@ select is((select batches from wa.bot_daily_stats where day = '2026-01-01' and p
 select is((select bot_last_activity_at from public.conversations where id = pg_temp.conv('5215500000002')),
   pg_temp.t('00:10:05'), 'the conversation gets its bot activity stamp');
 
-create temp table claimed as select * from wa.claim_buffers('w', 10, interval '60 seconds', 5, pg_temp.t('00:20:00'));
+create temp table claimed as select * from wa.claim_buffers('w', 10, interval '60 seconds', pg_temp.t('00:20:00'));
 select is((select wa.agent_context_with_session(c.fence) -> 'session' from claimed c
            where c.conversation_id = pg_temp.conv('5215500000001')),
   '{"state": "start", "data": {}, "version": 4}'::jsonb, 'the agent''s context carries the session and its version');

@@ -89,7 +89,7 @@ select tests.clear_authentication();
 select results_eq($$select bot_paused_until, bot_paused_by from public.conversations where id = (select id from conv)$$,
   $$values ('infinity'::timestamptz, pg_temp.id('backup'))$$, 'the pause and who set it are visible');
 create temp table claimed as
-  select * from wa.claim_buffers('w', 1000, interval '60 seconds', 5, pg_temp.t('00:01:00'))
+  select * from wa.claim_buffers('w', 1000, interval '60 seconds', pg_temp.t('00:01:00'))
   where conversation_id = (select id from conv);
 select throws_ok($$select wa.begin_agent_reply((select fence from claimed), (select up_to_seq from claimed), 'text',
                                                '{"text":{"body":"bot"}}')$$,

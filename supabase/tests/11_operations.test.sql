@@ -3,7 +3,7 @@
 -- privileges, and retention by wa.retention_policies. In one transaction now() is fixed, so every time below
 -- is relative to it.
 begin;
-select plan(23);
+select plan(27);
 
 -- A clean slate inside this transaction: pg_cron may have recorded runs, and other files' data is rolled back.
 delete from cron.job_run_details;
@@ -139,6 +139,22 @@ select results_eq(
 set local role service_role;
 select ok(public.ops_metrics() ? 'buffers', 'the service role reads the figures through the security definer');
 reset role;
+
+-- ---------------------------------------------------------------------------------------------
+-- Readiness: only what it decides from, the same figures as ops_metrics
+-- ---------------------------------------------------------------------------------------------
+select is((select array_agg(k order by k) from jsonb_object_keys(public.ops_readiness()) k),
+  array['buffers', 'circuit_breakers', 'cron_jobs', 'migration_version', 'missing_cron_jobs', 'pg_cron_version'],
+  'ops_readiness holds the readiness figures only');
+select is(public.ops_readiness() -> 'buffers',
+  jsonb_build_object('oldest_overdue_seconds', pg_temp.m() #> '{buffers,oldest_overdue_seconds}'),
+  'its oldest overdue age is the one ops_metrics reports');
+select ok(pg_temp.m() @> (public.ops_readiness() - 'buffers'), 'ops_metrics holds the readiness figures');
+select results_eq(
+  $$select r, has_function_privilege(r, 'public.ops_readiness()', 'execute')
+    from unnest(array['anon', 'authenticated', 'service_role']) r$$,
+  $$values ('anon', false), ('authenticated', false), ('service_role', true)$$,
+  'ops_readiness is for the service role only');
 select is_empty(
   $$select f::text || ' by ' || r.rolname
     from unnest(array['wa.purge_history(timestamptz)', 'wa.count_claims()', 'wa.count_duplicate_inserts()',

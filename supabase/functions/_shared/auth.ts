@@ -1,7 +1,8 @@
 // Supabase JWT verification with jose. Locally (and on projects still on the legacy secret) tokens are
 // HS256 with JWT_SECRET; projects on asymmetric signing keys publish a JWKS. The token's own `alg` picks
 // the key source, so a project migrating between the two accepts both during the switch. Only the
-// signature-checked claims are trusted: roles come from `role`, never from user-editable metadata.
+// signature-checked claims are trusted: roles come from `role`, never from user-editable metadata. Every token
+// must carry `exp` (none lives forever), and a user's token `aud: authenticated` as GoTrue issues it.
 import {
   createRemoteJWKSet,
   decodeProtectedHeader,
@@ -35,8 +36,11 @@ export type Verifier = (token: string) => Promise<Claims>;
 
 const ASYMMETRIC = ["RS256", "ES256"];
 
-/** Builds the verifier for this environment; a ConfigError when it has no key source. */
-export function createVerifier(env: AuthEnv): Verifier {
+/**
+ * Builds the verifier for this environment; a ConfigError when it has no key source. `now` is the clock expiry
+ * is checked against (tests inject one).
+ */
+export function createVerifier(env: AuthEnv, now: () => Date = () => new Date()): Verifier {
   const hmacKey = env.JWT_SECRET === undefined ? undefined : new TextEncoder().encode(env.JWT_SECRET);
   const jwksUrl = env.SUPABASE_JWKS_URL ??
     (env.SUPABASE_URL === undefined ? undefined : `${env.SUPABASE_URL}/auth/v1/.well-known/jwks.json`);
@@ -53,10 +57,11 @@ export function createVerifier(env: AuthEnv): Verifier {
     }
     try {
       let payload: JWTPayload;
+      const checks = { clockTolerance: 5, currentDate: now(), requiredClaims: ["exp"] };
       if (alg === "HS256" && hmacKey !== undefined) {
-        ({ payload } = await jwtVerify(token, hmacKey, { algorithms: ["HS256"], clockTolerance: 5 }));
+        ({ payload } = await jwtVerify(token, hmacKey, { ...checks, algorithms: ["HS256"] }));
       } else if (alg !== undefined && ASYMMETRIC.includes(alg) && jwks !== undefined) {
-        ({ payload } = await jwtVerify(token, jwks, { algorithms: ASYMMETRIC, clockTolerance: 5 }));
+        ({ payload } = await jwtVerify(token, jwks, { ...checks, algorithms: ASYMMETRIC }));
       } else {
         throw invalid(`tokens signed with ${alg ?? "no algorithm"} are not accepted`);
       }
@@ -100,12 +105,14 @@ export function authenticate(req: Request, verify: Verifier): Promise<Claims> {
   return verify(bearerToken(req));
 }
 
-/** A signed-in user's claims (role authenticated, uuid sub), or 401/403. */
+/** A signed-in user's claims (role authenticated, uuid sub, aud authenticated), or 401/403. */
 export async function requireUser(req: Request, verify: Verifier): Promise<Claims & { sub: string }> {
   const claims = await authenticate(req, verify);
   if (claims.role !== "authenticated" || !z.uuid().safeParse(claims.sub).success) {
     throw new HttpError(403, "user_required", "this endpoint needs a signed-in user's token");
   }
+  const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!audiences.includes("authenticated")) throw invalid("a user's token must have aud authenticated");
   return claims as Claims & { sub: string };
 }
 

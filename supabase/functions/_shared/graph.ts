@@ -48,7 +48,10 @@ class GraphRejectedError extends Error {
   }
 }
 
-/** The request may have been executed: a timeout or broken connection after it left, an unreadable 200. */
+/**
+ * The request may have been executed: a timeout or broken connection after it left, an unreadable 200, a 5xx
+ * without a Graph error code.
+ */
 class AmbiguousSendError extends Error {
   constructor(message: string) {
     super(message);
@@ -94,9 +97,12 @@ async function classify(res: Response): Promise<{ wamid: string }> {
       ? { details: parsed.data.error.error_data.details }
       : {}),
   };
-  const transient = body.code === null
-    ? res.status >= 500 || res.status === 429
-    : RETRYABLE_CODES.has(body.code);
+  // A 5xx without a Graph error code came from something in front of the API (a gateway, a proxy), maybe after
+  // the request had left for Meta: it may have been sent, and /messages cannot be deduplicated.
+  if (body.code === null && res.status >= 500) {
+    throw new AmbiguousSendError(`HTTP ${res.status} without a Graph error code`);
+  }
+  const transient = body.code === null ? res.status === 429 : RETRYABLE_CODES.has(body.code);
   if (transient) throw new GraphRetryableError(body, retryAfterMs(res));
   throw new GraphRejectedError(body);
 }

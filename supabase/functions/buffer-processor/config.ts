@@ -4,6 +4,20 @@ import { httpUrl, postgresUrl, secret } from "../_shared/env.ts";
 
 const milliseconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+/** First retry delay of agent and Graph API calls (doubling per attempt, jittered ×0.5–1.5). */
+export const RETRY_BASE_DELAY_MS = 500;
+/** Agent calls per batch, the first included. */
+export const AGENT_ATTEMPTS = 2;
+/** Graph API calls per send, the first included (retryable errors only). */
+export const GRAPH_ATTEMPTS = 3;
+
+/** The longest the agent can take for one batch: every attempt timing out, the longest backoffs between. */
+export function agentWorstCaseMs(agentTimeoutMs: number): number {
+  let total = AGENT_ATTEMPTS * agentTimeoutMs;
+  for (let retry = 1; retry < AGENT_ATTEMPTS; retry++) total += 1.5 * RETRY_BASE_DELAY_MS * 2 ** (retry - 1);
+  return total;
+}
+
 export const processorEnv = z.object({
   SUPABASE_DB_URL: postgresUrl,
   // Graph API base including the version, e.g. https://graph.facebook.com/v25.0.
@@ -27,11 +41,25 @@ export const processorEnv = z.object({
   // Consecutive failures that open the agent's or the Graph API's circuit breaker, and how long it stays open.
   BREAKER_THRESHOLD: z.coerce.number().int().min(1).max(100).default(5),
   BREAKER_HALF_OPEN_MS: milliseconds(30_000),
+  // Longer than the agent's worst case (checked below). How often a batch is tried is a rule of its business
+  // number in the database (wa.phone_numbers.buffer_max_attempts), like its due times.
   BUFFER_LEASE_SECONDS: z.coerce.number().int().min(5).max(900).default(60),
-  BUFFER_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(5),
   // Wall-clock budget of one HTTP invocation: well inside the Edge Functions limit (150 s on the free plan).
   PROCESSOR_TIME_BUDGET_MS: z.coerce.number().int().min(1_000).max(140_000).default(100_000),
   PROCESSOR_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
+}).superRefine((env, ctx) => {
+  // A lease that runs out while the agent is still answering lets a second worker claim the batch and ask the
+  // agent again: refuse to start rather than let every slow answer do that. (The send is covered: the lease is
+  // extended before it, and a send that outlives it anyway is recorded unknown, never repeated.)
+  const worstMs = agentWorstCaseMs(env.AGENT_TIMEOUT_MS);
+  if (env.BUFFER_LEASE_SECONDS * 1000 <= worstMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["BUFFER_LEASE_SECONDS"],
+      message: `must exceed the agent's worst case, ${worstMs} ms (${AGENT_ATTEMPTS} attempts of ` +
+        `AGENT_TIMEOUT_MS and the backoff between them)`,
+    });
+  }
 });
 
 export type ProcessorEnv = z.infer<typeof processorEnv>;

@@ -13,7 +13,8 @@ import {
   messagesChange,
   webhook,
 } from "../../../local/testing/whatsapp-fixtures.ts";
-import { createProcessor, type Processor, RETRY_BASE_DELAY_MS } from "./processor.ts";
+import { RETRY_BASE_DELAY_MS } from "./config.ts";
+import { createProcessor, type Processor } from "./processor.ts";
 import { createStore, StaleFenceError } from "./store.ts";
 
 type Sql = ReturnType<typeof testSql>;
@@ -168,7 +169,8 @@ processorTest("a non-retryable Graph API error dead-letters the batch with the e
 
 processorTest("retries exhausted: the dead letter holds the messages and every error", async (fakes, sql) => {
   const { phoneNumberId } = await seedDueBuffers(sql, 1, 2);
-  const worker = await processor(fakes, sql, { AGENT_FALLBACK_REPLY: "off", BUFFER_MAX_ATTEMPTS: "2" });
+  await sql`update wa.phone_numbers set buffer_max_attempts = 2 where phone_number_id = ${phoneNumberId}`;
+  const worker = await processor(fakes, sql, { AGENT_FALLBACK_REPLY: "off" });
   fakes.agent.enqueue(...Array.from({ length: 4 }, () => ({ kind: "error" as const, status: 500 })));
   assert.deepEqual((await worker.drain()).outcomes, { retry: 1 });
   await makeDue(sql);
@@ -186,7 +188,7 @@ processorTest("retries exhausted: the dead letter holds the messages and every e
 
 processorTest("a stale fence cannot complete: the batch belongs to the newer claim", async (fakes, sql) => {
   await seedDueBuffers(sql, 1);
-  const store = createStore(sql, { leaseSeconds: 60, maxAttempts: 5, history: 20 });
+  const store = createStore(sql, { leaseSeconds: 60, history: 20 });
   const [first] = await store.claim("a", 1);
   await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
   const [second] = await store.claim("b", 1);

@@ -5,7 +5,7 @@ import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
 import { type Agent, type AgentAnswer, agentRetryable, createAgent } from "./agent.ts";
-import type { ProcessorEnv } from "./config.ts";
+import { AGENT_ATTEMPTS, GRAPH_ATTEMPTS, type ProcessorEnv, RETRY_BASE_DELAY_MS } from "./config.ts";
 import {
   createGraphClient,
   graphBreaks,
@@ -104,7 +104,10 @@ function processorFrom(deps: Dependencies): Processor {
     }
   }
 
-  /** Sends a reply written for this batch (or finishes one a previous claim started) and settles the batch. */
+  /**
+   * Sends a reply this claim owns (`ours`: written or taken over by it), or finishes one a previous claim
+   * started, and settles the batch.
+   */
   async function deliver(
     claim: Claim,
     context: AgentContext,
@@ -120,11 +123,10 @@ function processorFrom(deps: Dependencies): Processor {
       await store.complete(claim.fence, reply.up_to_seq);
       return "unknown";
     }
-    if (reply.status !== "pending" && reply.status !== "failed") {
+    if (reply.status !== "pending") {
       await store.complete(claim.fence, reply.up_to_seq);
       return "already_replied";
     }
-    if (reply.status === "failed") await store.recordSend(reply.message_id, "pending");
     const result = await graph.send(context.conversation.phone_number_id, reply.body);
     switch (result.kind) {
       case "sent":
@@ -150,7 +152,11 @@ function processorFrom(deps: Dependencies): Processor {
    * over what is stored then. Critical: if it keeps conflicting the batch fails before any reply is written, and
    * its retry asks the agent again with the fresh session.
    */
-  async function saveSession(context: AgentContext, next: NonNullable<AgentAnswer["session"]>) {
+  async function saveSession(
+    claim: Claim,
+    context: AgentContext,
+    next: NonNullable<AgentAnswer["session"]>,
+  ) {
     const conversationId = context.conversation.id;
     let shown: ChatSession | undefined = context.session;
     await withVersionRetry({
@@ -160,7 +166,8 @@ function processorFrom(deps: Dependencies): Processor {
         return current;
       },
       apply: (current) => ({ state: next.state, data: { ...current.data, ...next.data } }),
-      write: (session, expectedVersion) => store.writeSession(conversationId, expectedVersion, session),
+      // Fenced: a worker whose lease ran out while the agent answered can no longer move the session.
+      write: (session, expectedVersion) => store.writeSession(claim.fence, expectedVersion, session),
     }, { onRetry: () => sessionRetries++ });
   }
 
@@ -171,28 +178,41 @@ function processorFrom(deps: Dependencies): Processor {
     }
     const context = await store.context(claim.fence);
     if (context === null) return "stale";
-    if (context.bot_paused && context.existing_reply === null) {
+    const existing = context.existing_reply;
+    // While paused nothing goes out: no new reply, and no failed one sent again.
+    if (context.bot_paused && (existing === null || existing.status === "failed")) {
       await store.complete(claim.fence, claim.up_to_seq);
       return "paused";
     }
-    if (context.existing_reply !== null) {
-      return await deliver(claim, context, context.existing_reply, false, "already_replied");
+    if (existing !== null && existing.status !== "failed") {
+      return await deliver(claim, context, existing, false, "already_replied");
     }
-    const answer = await ask(context);
-    if (answer.session !== undefined) await saveSession(context, answer.session);
-    if (answer.text === null) {
-      await store.complete(claim.fence, claim.up_to_seq);
-      return "silent";
+    let upToSeq = claim.up_to_seq;
+    let payload: SendPayload;
+    let success: BatchOutcome = "already_replied";
+    if (existing !== null) {
+      // Meta refused it: the same reply is sent again (the SQL lets one claim take it over, never while paused).
+      upToSeq = existing.up_to_seq;
+      payload = existing.body;
+    } else {
+      const answer = await ask(context);
+      if (answer.session !== undefined) await saveSession(claim, context, answer.session);
+      if (answer.text === null) {
+        await store.complete(claim.fence, claim.up_to_seq);
+        return "silent";
+      }
+      payload = textPayload(context, answer.text);
+      success = answer.fallback ? "fallback" : "replied";
     }
     let reply;
     try {
-      reply = await store.beginReply(claim.fence, claim.up_to_seq, textPayload(context, answer.text));
+      reply = await store.beginReply(claim.fence, upToSeq, payload);
     } catch (error) {
       if (!(error instanceof BotPausedError)) throw error;
       await store.complete(claim.fence, claim.up_to_seq);
       return "paused";
     }
-    return await deliver(claim, context, reply, reply.created, answer.fallback ? "fallback" : "replied");
+    return await deliver(claim, context, reply, reply.ours, success);
   }
 
   async function processBatch(claim: Claim): Promise<BatchOutcome> {
@@ -272,9 +292,6 @@ function processorFrom(deps: Dependencies): Processor {
   return { drain, processBatch, breakers: deps.breakers };
 }
 
-/** First retry delay of agent and Graph API calls (doubling per attempt, jittered ×0.5–1.5). */
-export const RETRY_BASE_DELAY_MS = 500;
-
 /**
  * A processor on `sql`, with its agent and Graph API breakers restored from the database and saved back on
  * every state change (settled: a failed save is logged, never fails a batch).
@@ -282,7 +299,6 @@ export const RETRY_BASE_DELAY_MS = 500;
 export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: string): Promise<Processor> {
   const store = createStore(sql, {
     leaseSeconds: env.BUFFER_LEASE_SECONDS,
-    maxAttempts: env.BUFFER_MAX_ATTEMPTS,
     history: env.AGENT_HISTORY_MESSAGES,
   });
   const saved = await store.loadBreakers();
@@ -299,7 +315,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
   };
   const agentPolicy = resilient({
     timeoutMs: env.AGENT_TIMEOUT_MS,
-    maxAttempts: 2,
+    maxAttempts: AGENT_ATTEMPTS,
     baseDelayMs: RETRY_BASE_DELAY_MS,
     retryable: agentRetryable,
     breaks: () => true,
@@ -310,7 +326,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
   });
   const graphPolicy = resilient({
     timeoutMs: env.GRAPH_TIMEOUT_MS,
-    maxAttempts: 3,
+    maxAttempts: GRAPH_ATTEMPTS,
     baseDelayMs: RETRY_BASE_DELAY_MS,
     retryable: graphRetryable(5_000),
     breaks: graphBreaks,

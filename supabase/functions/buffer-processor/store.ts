@@ -85,26 +85,27 @@ export interface FailOptions {
 export type Store = ReturnType<typeof createStore>;
 
 // JSON goes over the wire as text and is cast in SQL, so the driver never double-encodes it.
-export function createStore(
-  sql: Sql,
-  settings: { leaseSeconds: number; maxAttempts: number; history: number },
-) {
+export function createStore(sql: Sql, settings: { leaseSeconds: number; history: number }) {
   const lease = `${settings.leaseSeconds} seconds`;
   return {
     async claim(worker: string, limit: number): Promise<Claim[]> {
       return await sql<Claim[]>`
         select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts
-        from wa.claim_buffers(${worker}, ${limit}, ${lease}::interval, ${settings.maxAttempts})`;
+        from wa.claim_buffers(${worker}, ${limit}, ${lease}::interval)`;
     },
     async context(fence: string): Promise<AgentContext | null> {
       const [row] = await sql<{ context: AgentContext | null }[]>`
         select wa.agent_context_with_session(${fence}, ${settings.history}) as context`;
       return row?.context ?? null;
     },
-    beginReply(fence: string, upToSeq: string, payload: SendPayload): Promise<Reply & { created: boolean }> {
+    /**
+     * Writes the batch's reply (or finds the one written for its messages, taking it over if it failed); `ours`
+     * says whether the caller sends it. Throws BotPausedError while the bot is paused.
+     */
+    beginReply(fence: string, upToSeq: string, payload: SendPayload): Promise<Reply & { ours: boolean }> {
       return fenced(fence, async () => {
-        const [row] = await sql<(Reply & { created: boolean })[]>`
-          select message_id, status, body, up_to_seq::text, created
+        const [row] = await sql<(Reply & { ours: boolean })[]>`
+          select message_id, status, body, up_to_seq::text, ours
           from wa.begin_agent_reply(${fence}, ${upToSeq}, ${payload.type}, ${
           JSON.stringify(payload)
         }::text::jsonb, ${lease}::interval)`;
@@ -137,8 +138,7 @@ export function createStore(
         : `${Math.ceil(options.retryAfterMs)} milliseconds`;
       return fenced(fence, async () => {
         const [row] = await sql<{ outcome: "retry" | "dead_letter" }[]>`
-          select wa.fail_buffer(${fence}, ${error}, ${settings.maxAttempts},
-                                p_retry_after => ${retryAfter}::interval,
+          select wa.fail_buffer(${fence}, ${error}, p_retry_after => ${retryAfter}::interval,
                                 p_permanent => ${options.permanent ?? false}) as outcome`;
         return row?.outcome ?? "retry";
       });
@@ -149,12 +149,22 @@ export function createStore(
       if (row === undefined) throw new Error("wa.get_chat_session returned no row");
       return row;
     },
-    /** Writes the session if still at `expectedVersion`; a concurrent write makes it throw SQLSTATE 40001. */
-    async writeSession(conversationId: string, expectedVersion: number, next: Omit<ChatSession, "version">) {
-      const [row] = await sql<{ version: number }[]>`
-        select wa.update_chat_session(${conversationId}, ${expectedVersion}, ${next.state},
-                                      ${JSON.stringify(next.data)}::text::jsonb)::integer as version`;
-      return row?.version ?? 0;
+    /**
+     * Writes the batch's conversation session if still at `expectedVersion` (else SQLSTATE 40001) and the claim's
+     * lease is live (else StaleFenceError), extending the lease.
+     */
+    writeSession(
+      fence: string,
+      expectedVersion: number,
+      next: Omit<ChatSession, "version">,
+    ): Promise<number> {
+      const data = JSON.stringify(next.data);
+      return fenced(fence, async () => {
+        const [row] = await sql<{ version: number }[]>`
+          select wa.update_batch_session(${fence}, ${expectedVersion}, ${next.state}, ${data}::text::jsonb,
+                                         ${lease}::interval)::integer as version`;
+        return row?.version ?? 0;
+      });
     },
     async noteOutcome(conversationId: string, outcome: string): Promise<void> {
       await sql`select wa.note_batch_outcome(${conversationId}, ${outcome})`;

@@ -1,5 +1,5 @@
-// What public.ops_metrics() returns, and readiness decided from it: named checks, each with the reason it
-// fails, so a 503 says what to fix rather than only that something is wrong.
+// What public.ops_readiness() and public.ops_metrics() return, and readiness decided from them: named checks,
+// each with the reason it fails, so a 503 says what to fix rather than only that something is wrong.
 import { EXPECTED_MIGRATION } from "./schema.ts";
 
 export interface CronJob {
@@ -8,10 +8,19 @@ export interface CronJob {
   last_run: { status: string; started_at: string; ended_at: string | null; message: string | null } | null;
 }
 
-export interface OpsMetrics {
-  generated_at: string;
+/** What public.ops_readiness() returns: the figures readiness is decided from, and nothing else. */
+export interface ReadinessFigures {
   migration_version: string | null;
   pg_cron_version: string | null;
+  buffers: { oldest_overdue_seconds: number };
+  cron_jobs: Record<string, CronJob>;
+  missing_cron_jobs: string[];
+  circuit_breakers: Record<string, { state: string; since: string }>;
+}
+
+/** What public.ops_metrics() returns: the readiness figures and everything a team watches. */
+export interface OpsMetrics extends ReadinessFigures {
+  generated_at: string;
   buffers: {
     buffers: number;
     messages: number;
@@ -35,10 +44,7 @@ export interface OpsMetrics {
   dead_letters: number;
   outbound_unknown: number;
   sessions_expired: number;
-  cron_jobs: Record<string, CronJob>;
-  missing_cron_jobs: string[];
   job_results: Record<string, { ran_at: string; result: unknown }>;
-  circuit_breakers: Record<string, { state: string; since: string }>;
 }
 
 export interface Check {
@@ -57,7 +63,7 @@ export interface Readiness {
 const check = (ok: boolean, reason: string): Check => (ok ? { ok } : { ok, reason });
 
 /** The checks a load balancer or an on-call person needs: can this deployment answer customers now? */
-export function readinessFrom(metrics: OpsMetrics, maxOverdueSeconds: number): Readiness {
+export function readinessFrom(metrics: ReadinessFigures, maxOverdueSeconds: number): Readiness {
   const jobs = Object.entries(metrics.cron_jobs);
   const failingJobs = jobs.filter(([, job]) => job.last_run?.status === "failed");
   const inactiveJobs = jobs.filter(([, job]) => !job.active).map(([name]) => name);

@@ -205,6 +205,19 @@ sendTest("an operator reply pauses the bot; a paused conversation gets no agent 
   assert.equal(ctx.fakes.graph.sent.length, 1, "only the operator's message went out");
 });
 
+sendTest("marking read takes a chat rate-limit token like a send: an empty bucket is a 429", async (ctx) => {
+  // An empty bucket stamped an hour ahead: a take before its stamp refills nothing, whatever the clock says.
+  await ctx.sql`insert into wa.rate_limit_buckets (subject, category, tokens, updated_at)
+                values (${`user:${ctx.owner.id}`}, 'chat', 0, now() + interval '1 hour')`;
+  const read = await ctx.post(ctx.owner, { conversation_id: ctx.conversationId }, "/read");
+  assert.equal(read.status, 429);
+  assert.deepEqual([read.body.error?.code, (read.body.error?.details as { category: string }).category], [
+    "rate_limited",
+    "chat",
+  ]);
+  assert.equal(ctx.fakes.graph.readReceipts.length, 0, "nothing was marked, no receipt sent");
+});
+
 sendTest("marking a conversation read sends one read receipt, once", async (ctx) => {
   const first = await ctx.post(ctx.owner, { conversation_id: ctx.conversationId }, "/read");
   assert.deepEqual(first.body, { marked: 1, read_receipt_sent: true });

@@ -1,7 +1,8 @@
 // Operator replies from the live-chat UI. Idempotent by the client's id (a retry returns the first result,
 // never a second message), authorized by the same rules as the conversation's RLS, refused outside WhatsApp's
 // 24-hour window unless a template (422, before any API call), rate limited (chat), written as outbound before
-// the Graph API call; its status then follows the delivery webhooks. POST /read marks a conversation read.
+// the Graph API call; its status then follows the delivery webhooks. POST /read marks a conversation read
+// (rate limited like a send).
 import { z } from "zod";
 import { authEnv, createVerifier, requireUser, type Verifier } from "../_shared/auth.ts";
 import { db, type Sql } from "../_shared/db.ts";
@@ -118,6 +119,8 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
 }
 
 async function markRead(req: Request, env: Env, actor: string, sql: Sql) {
+  // Each mark may cost a read receipt to the Graph API: limited like a send.
+  await takeToken(sql, `user:${actor}`, "chat");
   const request = await readJson(req, readRequest);
   const [row] = await sql<{ marked: number; receipt_wamid: string | null; phone_number_id: string }[]>`
     select * from wa.mark_conversation_read(${actor}, ${request.conversation_id})`;

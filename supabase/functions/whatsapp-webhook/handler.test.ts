@@ -8,6 +8,7 @@ import {
   inboundMessage,
   messagesChange,
   newWamid,
+  oversizedIdentifier,
   signBody,
   statusUpdate,
   textWebhook,
@@ -114,19 +115,36 @@ e2e("a signed body that is not JSON is kept raw with the reason, and answered 20
 });
 
 e2e(
-  "a signed JSON body that is not a Cloud API webhook is kept with the validation error",
+  "a message the schema refuses is left out with the reason, a body that is no Cloud API webhook is kept whole",
   async ({ post, sql }) => {
-    const payload = webhook(messagesChange({ messages: [{ ...inboundMessage("text"), text: undefined }] }));
+    const kept = newWamid();
+    const payload = webhook(messagesChange({
+      contacts: [contact()],
+      messages: [{ ...inboundMessage("text"), text: undefined }, inboundMessage("text", { wamid: kept })],
+    }));
     const reply = await post(...await signed(payload));
     assert.equal(reply.status, 200);
+    assert.equal((reply.body as { new: number }).new, 1);
+    assert.match(String((reply.body as { repaired: string }).repaired), /messages\.0\.text/);
     const [event] = await sql`select raw_body, payload, error from wa.webhook_events
                             where id = ${(reply.body as { event_id: number }).event_id}`;
     assert.equal(event?.raw_body, JSON.stringify(payload));
-    assert.deepEqual(event?.payload, JSON.parse(JSON.stringify(payload)));
-    assert.match(event?.error, /entry\.0\.changes\.0\.value\.messages\.0\.text/);
+    assert.deepEqual(event?.payload.entry[0].changes[0].value.messages.map((m: { id: string }) => m.id), [
+      kept,
+    ]);
+    assert.match(event?.error, /^left out: entry\.0\.changes\.0\.value\.messages\.0\.text/);
     const garbage = await post(...await signed({ hello: "world" }));
     assert.equal(garbage.status, 200);
     assert.match(String((garbage.body as { rejected: string }).rejected), /object/);
+    const [rejected] = await sql`select raw_body, payload, error, result from wa.webhook_events
+                               where id = ${(garbage.body as { event_id: number }).event_id}`;
+    assert.deepEqual(rejected, {
+      raw_body: '{"hello":"world"}',
+      payload: { hello: "world" },
+      error: rejected?.error,
+      result: null,
+    });
+    assert.match(rejected?.error, /^not a Cloud API webhook: object/);
   },
 );
 
@@ -147,6 +165,70 @@ e2e("non-UTF-8 bytes are kept with the invalid bytes replaced", async ({ post, s
   assert.equal(event?.raw_body, "{\uFFFD\uFFFD}");
   assert.match(event?.error, /UTF-8/);
 });
+
+e2e(
+  "a \\u0000 escape or a lone surrogate drops nothing: all is ingested with U+FFFD, the raw body kept",
+  async ({ post, sql }) => {
+    const [nul, lone, plain] = [newWamid(), newWamid(), newWamid()];
+    const payload = webhook(messagesChange({
+      contacts: [contact()],
+      messages: [
+        inboundMessage("text", { wamid: nul, content: { body: "before\u0000after" } }),
+        inboundMessage("text", { wamid: lone, content: { body: "half an emoji \ud83d" } }),
+        inboundMessage("text", { wamid: plain, content: { body: "untouched \u{1F600}" } }),
+      ],
+    }));
+    const [body, headers] = await signed(payload);
+    assert.match(body, /before\\u0000after.*emoji \\ud83d"/, "JSON.stringify escapes both");
+    const reply = await post(body, headers);
+    assert.equal(reply.status, 200);
+    assert.equal((reply.body as { new: number }).new, 3);
+    const texts =
+      await sql`select wamid, content_text from public.messages where wamid in (${nul}, ${lone}, ${plain})`;
+    assert.deepEqual(
+      Object.fromEntries(texts.map((row) => [row.wamid, row.content_text])),
+      { [nul]: "before\uFFFDafter", [lone]: "half an emoji \uFFFD", [plain]: "untouched \u{1F600}" },
+    );
+    const [event] = await sql`select raw_body, error, result is not null as ingested from wa.webhook_events
+                              where id = ${(reply.body as { event_id: number }).event_id}`;
+    assert.equal(event?.raw_body, body);
+    assert.equal(event?.ingested, true);
+    assert.equal(
+      event?.error,
+      "escapes Postgres cannot store (\\u0000, lone surrogates) replaced by U+FFFD: 2",
+    );
+  },
+);
+
+e2e(
+  "an identifier too long for an index leaves out only its item: the rest is ingested, the raw body kept",
+  async ({ post, sql }) => {
+    const huge = oversizedIdentifier();
+    const [kept, keptStatus] = [newWamid(), newWamid()];
+    const payload = webhook(messagesChange({
+      contacts: [contact()],
+      messages: [
+        inboundMessage("text", { wamid: huge }),
+        inboundMessage("text", { from: huge }),
+        inboundMessage("text", { wamid: kept }),
+      ],
+      statuses: [statusUpdate(huge, "read"), statusUpdate(keptStatus, "delivered")],
+    }));
+    const reply = await post(...await signed(payload));
+    assert.equal(reply.status, 200);
+    const counts = reply.body as { new: number; statuses_recorded: number; event_id: number };
+    assert.deepEqual([counts.new, counts.statuses_recorded], [1, 1]);
+    const [row] = await sql`select (select count(*) from public.messages where wamid = ${kept})::int as kept,
+                                   (select count(*) from wa.message_statuses where wamid = ${keptStatus})::int
+                                     as kept_status`;
+    assert.deepEqual(row, { kept: 1, kept_status: 1 });
+    const [event] = await sql`select raw_body, error from wa.webhook_events where id = ${counts.event_id}`;
+    assert.equal(event?.raw_body, JSON.stringify(payload));
+    for (const item of ["messages.0.id", "messages.1.from", "statuses.0.id"]) {
+      assert.ok(event?.error.includes(`entry.0.changes.0.value.${item}`), `${item} in ${event?.error}`);
+    }
+  },
+);
 
 e2e("a 1,000-message payload is stored whole in one POST", async ({ post, sql }) => {
   const contacts = Array.from(

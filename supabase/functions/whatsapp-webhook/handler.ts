@@ -6,7 +6,7 @@ import { db } from "../_shared/db.ts";
 import { postgresUrl, secret } from "../_shared/env.ts";
 import { createHandler, HttpError, json, readBody } from "../_shared/http.ts";
 import { answerHandshake } from "./handshake.ts";
-import { describeIssues, webhookPayload } from "./payload.ts";
+import { replaceUnstorableEscapes, validateLeavingOut } from "./salvage.ts";
 import { verifySignature } from "./signature.ts";
 import { ingest, recordRejected, type StoreOutcome } from "./store.ts";
 
@@ -24,7 +24,10 @@ export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 const lenientUtf8 = new TextDecoder("utf-8");
 
-/** Validates a signed body and stores it: ingested when it is a Cloud API webhook, kept raw otherwise. */
+/**
+ * Validates a signed body and stores it: ingested when it is a Cloud API webhook (all of it Postgres can
+ * store), kept raw otherwise, and kept raw beside what was ingested whenever that had to differ.
+ */
 async function store(dbUrl: string, bytes: Uint8Array<ArrayBuffer>): Promise<StoreOutcome> {
   const sql = db(dbUrl);
   let text: string;
@@ -33,25 +36,35 @@ async function store(dbUrl: string, bytes: Uint8Array<ArrayBuffer>): Promise<Sto
   } catch {
     // Postgres text cannot hold NUL or invalid UTF-8: keep a readable copy and say so.
     const readable = lenientUtf8.decode(bytes).replaceAll("\u0000", "\uFFFD");
-    return await recordRejected(sql, readable, "the body is not valid UTF-8 (invalid bytes replaced)", false);
+    return await recordRejected(sql, readable, null, "the body is not valid UTF-8 (invalid bytes replaced)");
   }
+  const storable = replaceUnstorableEscapes(text);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(storable.text);
   } catch (error) {
     const raw = text.replaceAll("\u0000", "\uFFFD");
     return await recordRejected(
       sql,
       raw,
+      null,
       `not JSON: ${error instanceof Error ? error.message : error}`,
-      false,
     );
   }
-  const result = webhookPayload.safeParse(parsed);
-  if (!result.success) {
-    return await recordRejected(sql, text, `not a Cloud API webhook: ${describeIssues(result.error)}`, true);
+  const validation = validateLeavingOut(parsed);
+  if (!validation.ok) {
+    return await recordRejected(sql, text, storable.text, `not a Cloud API webhook: ${validation.reason}`);
   }
-  return await ingest(sql, text);
+  const repairs: string[] = [];
+  if (storable.replaced > 0) {
+    repairs.push(
+      `escapes Postgres cannot store (\\u0000, lone surrogates) replaced by U+FFFD: ${storable.replaced}`,
+    );
+  }
+  if (validation.leftOut !== null) repairs.push(`left out: ${validation.leftOut}`);
+  if (repairs.length === 0) return await ingest(sql, text);
+  const payload = validation.leftOut === null ? storable.text : JSON.stringify(validation.payload);
+  return await ingest(sql, payload, { rawBody: text, reason: repairs.join("; ") });
 }
 
 export const handler = createHandler({
@@ -75,6 +88,8 @@ export const handler = createHandler({
       return json({ received: true, event_id: outcome.eventId, rejected: outcome.reason });
     }
     logFields.counts = outcome.counts;
-    return json({ received: true, ...outcome.counts });
+    if (outcome.repaired === null) return json({ received: true, ...outcome.counts });
+    logFields.repaired = outcome.repaired;
+    return json({ received: true, ...outcome.counts, repaired: outcome.repaired });
   },
 });

@@ -11,7 +11,7 @@ import {
   textWebhook,
   webhook,
 } from "../../../local/testing/whatsapp-fixtures.ts";
-import { describeIssues, isMessagesChange, webhookPayload } from "./payload.ts";
+import { describeIssues, isMessagesChange, MAX_IDENTIFIER_LENGTH, webhookPayload } from "./payload.ts";
 
 type Json = Record<string, unknown>;
 
@@ -206,6 +206,31 @@ Deno.test("a location with a string latitude is rejected at `location.latitude`"
   const { payload, message } = withMessage("location");
   (message.location as Json).latitude = "37.48";
   assert.deepEqual(rejectedPaths(payload), [`${MESSAGE}.location.latitude`]);
+});
+
+Deno.test("identifiers Postgres keys rows by are bounded: 256 characters pass, 257 are rejected at their path", () => {
+  const fill = (length: number) => "9".repeat(length);
+  const body = (length: number) =>
+    webhook(messagesChange({
+      phoneNumberId: fill(length),
+      contacts: [contact(fill(length), "Ana", fill(length))],
+      messages: [
+        inboundMessage("text", { wamid: fill(length), from: fill(length), fromUserId: fill(length) }),
+      ],
+      statuses: [{ ...statusUpdate(fill(length), "read"), status: fill(length) }],
+    }));
+  assert.ok(webhookPayload.safeParse(body(MAX_IDENTIFIER_LENGTH)).success);
+  const value = "entry.0.changes.0.value";
+  assert.deepEqual(rejectedPaths(body(MAX_IDENTIFIER_LENGTH + 1)).sort(), [
+    `${value}.contacts.0.user_id`,
+    `${value}.contacts.0.wa_id`,
+    `${value}.messages.0.from`,
+    `${value}.messages.0.from_user_id`,
+    `${value}.messages.0.id`,
+    `${value}.metadata.phone_number_id`,
+    `${value}.statuses.0.id`,
+    `${value}.statuses.0.status`,
+  ]);
 });
 
 Deno.test("describeIssues names each path on one line and caps the list", () => {

@@ -9,6 +9,17 @@ const unixSeconds = z.string().regex(/^\d{1,12}$/, "must be Unix seconds as a di
 
 const nonEmpty = z.string().min(1);
 
+/**
+ * The most characters of an identifier Postgres keys rows by: a wamid, a phone number, a BSUID, a status, a
+ * business number id. Real ones are short (wamids about 60 characters, phones 15 digits at most, BSUIDs about
+ * 30); 256 leaves Meta room to grow them while a key stays at most 768 bytes, far below the 2,704 bytes of a
+ * btree index entry. A longer one fails its item here, instead of failing the whole POST's insert.
+ */
+export const MAX_IDENTIFIER_LENGTH = 256;
+
+const identifier = z.string().max(MAX_IDENTIFIER_LENGTH);
+const requiredIdentifier = identifier.min(1);
+
 /** An asynchronous error: `value.errors[]`, `messages[].errors[]` (unsupported), `statuses[].errors[]`. */
 const metaError = z.looseObject({
   code: z.number().int(),
@@ -20,8 +31,8 @@ const metaError = z.looseObject({
 
 /** A `contacts[]` entry of the value or of a status. With BSUIDs `wa_id` may be absent (§1.10). */
 const contact = z.looseObject({
-  wa_id: z.string().optional(),
-  user_id: z.string().optional(),
+  wa_id: identifier.optional(),
+  user_id: identifier.optional(),
   parent_user_id: z.string().optional(),
   profile: z.looseObject({ name: z.string().optional(), username: z.string().optional() }).optional(),
 });
@@ -135,12 +146,12 @@ function isContentType(type: string): type is ContentType {
 }
 
 const messageBase = z.looseObject({
-  id: nonEmpty,
+  id: requiredIdentifier,
   timestamp: unixSeconds,
   type: nonEmpty,
   // `from` may be omitted for users with a username (§1.10); `from_user_id` is the BSUID.
-  from: z.string().optional(),
-  from_user_id: z.string().optional(),
+  from: identifier.optional(),
+  from_user_id: identifier.optional(),
   from_parent_user_id: z.string().optional(),
   group_id: z.string().optional(),
   context: context.optional(),
@@ -181,9 +192,9 @@ const pricing = z.looseObject({
 
 /** Lifecycle update of an outbound message (§1.8). */
 const messageStatus = z.looseObject({
-  id: nonEmpty,
+  id: requiredIdentifier,
   // sent | delivered | read | played | failed today; any other string is kept so a new one is not fatal.
-  status: nonEmpty,
+  status: requiredIdentifier,
   timestamp: unixSeconds,
   recipient_id: z.string().optional(),
   recipient_user_id: z.string().optional(),
@@ -198,7 +209,10 @@ const messageStatus = z.looseObject({
 /** The `value` of a `messages` change: inbound messages, statuses and/or errors, each optional. */
 const messagesValue = z.looseObject({
   messaging_product: z.literal("whatsapp").optional(),
-  metadata: z.looseObject({ phone_number_id: nonEmpty, display_phone_number: z.string().optional() }),
+  metadata: z.looseObject({
+    phone_number_id: requiredIdentifier,
+    display_phone_number: z.string().optional(),
+  }),
   contacts: z.array(contact).optional(),
   messages: z.array(inboundMessage).optional(),
   statuses: z.array(messageStatus).optional(),

@@ -1,5 +1,7 @@
 // The webhook's only I/O: one database round trip per POST, through the SQL functions of the inbound
-// migration. A signed body is either ingested or kept raw with the reason: never dropped.
+// migration. A signed body is ingested (with its raw copy when it had to be repaired) or kept raw with the
+// reason: never dropped.
+import postgres from "postgres";
 import { isDataException, type Sql } from "../_shared/db.ts";
 import { errorMessage } from "../_shared/log.ts";
 
@@ -19,26 +21,43 @@ export interface IngestCounts {
 }
 
 export type StoreOutcome =
-  | { kind: "ingested"; counts: IngestCounts }
+  | { kind: "ingested"; counts: IngestCounts; repaired: string | null }
   | { kind: "rejected"; eventId: number; reason: string };
 
-/** Keeps a signed body that cannot be ingested, raw, with why; as JSON too when Postgres accepts it as such. */
+/** A body ingested only after changes: the body as received, and what was changed. */
+export interface Repair {
+  rawBody: string;
+  reason: string;
+}
+
+/**
+ * An error the body causes, not the database: a data exception (class 22), or a limit such as a btree index
+ * entry's size or the nesting depth (class 54). Meta would redeliver such a body forever, so it is kept instead.
+ */
+function isBodyError(error: unknown): boolean {
+  return isDataException(error) || error instanceof postgres.PostgresError && error.code.startsWith("54");
+}
+
+/**
+ * Keeps a signed body that cannot be ingested, raw, with why; with `payload` (its JSON text, if any) as jsonb
+ * too when Postgres accepts it.
+ */
 export async function recordRejected(
   sql: Sql,
   rawBody: string,
+  payload: string | null,
   reason: string,
-  isJson: boolean,
 ): Promise<StoreOutcome> {
-  const record = (payload: string | null) =>
+  const record = (json: string | null) =>
     sql<
       { id: string }[]
-    >`select wa.record_rejected_webhook(${rawBody}, ${payload}::text::jsonb, ${reason}) as id`;
+    >`select wa.record_rejected_webhook(${rawBody}, ${json}::text::jsonb, ${reason}) as id`;
   let rows;
   try {
-    rows = await record(isJson ? rawBody : null);
+    rows = await record(payload);
   } catch (error) {
-    // JSON that jsonb refuses (a \u0000 escape): the raw text alone still keeps it.
-    if (!isJson || !isDataException(error)) throw error;
+    // JSON that jsonb still refuses (a number beyond numeric's range): the raw text alone keeps it.
+    if (payload === null || !isBodyError(error)) throw error;
     rows = await record(null);
   }
   return { kind: "rejected", eventId: Number(rows[0]?.id), reason };
@@ -47,16 +66,24 @@ export async function recordRejected(
 // Bodies go over the wire as text and are cast in SQL (`::text::jsonb`): a parameter typed jsonb would make
 // the driver JSON-encode the string a second time.
 
-/** Ingests a schema-valid body in one transaction; a data error the schema missed turns into a rejection. */
-export async function ingest(sql: Sql, rawBody: string): Promise<StoreOutcome> {
+/**
+ * Ingests a schema-valid body in one transaction, keeping the body as received when `repair` says it was
+ * changed; an error the body causes that the schema missed turns into a rejection.
+ */
+export async function ingest(sql: Sql, payload: string, repair?: Repair): Promise<StoreOutcome> {
   try {
-    const [row] = await sql<
-      { counts: IngestCounts }[]
-    >`select wa.ingest_webhook(${rawBody}::text::jsonb) as counts`;
+    const [row] = await sql<{ counts: IngestCounts }[]>`
+      select wa.ingest_webhook(${payload}::text::jsonb, p_raw_body => ${repair?.rawBody ?? null},
+                               p_error => ${repair?.reason ?? null}) as counts`;
     if (row === undefined) throw new Error("wa.ingest_webhook returned no row");
-    return { kind: "ingested", counts: row.counts };
+    return { kind: "ingested", counts: row.counts, repaired: repair?.reason ?? null };
   } catch (error) {
-    if (!isDataException(error)) throw error;
-    return await recordRejected(sql, rawBody, `data error: ${errorMessage(error)}`, true);
+    if (!isBodyError(error)) throw error;
+    return await recordRejected(
+      sql,
+      repair?.rawBody ?? payload,
+      payload,
+      `data error: ${errorMessage(error)}`,
+    );
   }
 }
