@@ -613,8 +613,17 @@ begin
   -- takes a new snapshot after the receipt rows above were locked, so it sees what an overlapping delivery of
   -- the wamid committed while this one waited (a CTE of the receipt statement would not, and would lose the
   -- content as a duplicate). A placeholder after the content overwrites nothing. The receipt locks serialise
-  -- each wamid's deliveries, so the message rows need no lock order of their own. Arrays are joined as sets:
-  -- `= any` would scan one per row of a 1,000-message POST.
+  -- each wamid's deliveries; the placeholders are locked by wamid first (step 2 of docs/locking.md), as mark
+  -- read locks them, since an UPDATE locks in plan order. Arrays are joined as sets: `= any` would scan one
+  -- per row of a 1,000-message POST.
+  if cardinality(v_seen_before) > 0 then
+    perform
+    from public.messages pm
+    join unnest(v_seen_before) as s (wamid) on s.wamid = pm.wamid
+    where pm.direction = 'inbound' and pm.type = 'unsupported'
+    order by pm.wamid
+    for no key update of pm;
+  end if;
   with replaced as (
     update public.messages pm
     set type = m.msg ->> 'type', body = m.msg, content_text = wa.message_text(m.msg)
