@@ -1,5 +1,5 @@
-// One error type for everything a wabase RPC can refuse, so the UI branches on `code` (the SQLSTATE: P0403
-// forbidden, P0404 not found, P0409 conflict...) and `hint` (the machine-readable reason the SQL functions put
+// One error type for everything a wabase RPC can refuse, so the UI branches on `code` (the SQLSTATE: PT403
+// forbidden, PT404 not found, P0409 conflict...) and `hint` (the machine-readable reason the SQL functions put
 // there) instead of parsing messages.
 
 /** The error object PostgREST (and supabase-js for network failures) answers. */
@@ -12,7 +12,7 @@ export interface PostgrestErrorLike {
 
 /** A wabase RPC failed: the database refused it, PostgREST did, or the request never got an answer. */
 export class WabaseRpcError extends Error {
-  /** The SQLSTATE or PostgREST code (`P0403`, `PGRST202`...); empty when the request never got an answer. */
+  /** The SQLSTATE or PostgREST code (`PT403`, `PGRST202`...); empty when the request never got an answer. */
   readonly code: string;
   readonly details: string | null;
   /** The SQL functions' machine-readable reason (`forbidden`, `user_not_found`...), when there is one. */

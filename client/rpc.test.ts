@@ -101,10 +101,10 @@ Deno.test("rpc: refusals throw WabaseRpcError with PostgREST's status, code and 
     ) {
       await assert.rejects(call(), (error: unknown) => {
         assert.ok(error instanceof WabaseRpcError);
-        assert.equal(error.code, "P0403");
+        assert.equal(error.code, "PT403");
         assert.equal(error.hint, "forbidden");
-        // PostgREST answers class P0 codes other than P0001 with 500 (local/role-matrix.test.ts).
-        assert.equal(error.status, 500);
+        // PostgREST answers SQLSTATE PTnnn with HTTP status nnn.
+        assert.equal(error.status, 403);
         assert.match(error.message, /you may not act on conversation/);
         return true;
       });

@@ -48,8 +48,8 @@ async function prospectsHandledAsBackup(
 
 /**
  * Pauses the AI agent in a conversation until `until`, or until resumed when omitted or null. Resolves to the
- * pause's end as Postgres prints it (`"infinity"` for until resumed). P0403 when the caller may not act on
- * the conversation, P0404 when it does not exist.
+ * pause's end as Postgres prints it (`"infinity"` for until resumed). PT403 when the caller may not act on
+ * the conversation, PT404 when it does not exist.
  */
 async function pauseBot(
   supabase: WabaseClient,

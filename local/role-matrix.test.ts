@@ -27,7 +27,8 @@ const denied = (status: number) => ({ status, code: "42501" });
 // PostgREST answers insufficient_privilege with 401 for anon (no JWT) and 403 for a signed-in role.
 const anonDenied = denied(401);
 const userDenied = denied(403);
-const refusedAs500 = (code: string) => ({ status: 500, code });
+// wabase's public RPCs raise PostgREST's PTnnn SQLSTATEs, which it answers with HTTP status nnn.
+const refused = (status: number) => ({ status, code: `PT${status}` });
 
 interface Fixture {
   executive: TestUser;
@@ -161,9 +162,7 @@ function calls(f: Fixture): Call[] {
       method: "POST",
       path: "/rpc/pause_bot",
       body: { conversation_id: f.otherConversation },
-      // PostgREST maps P0001 to 400 and the rest of class P0 to 500: wabase's P0403/P0404 reach the browser as
-      // 500 with the code in the body. A 4xx needs PostgREST's PTxxx codes in the migration (reported).
-      expect: { executive: refusedAs500("P0403"), coordinator: refusedAs500("P0403") },
+      expect: { executive: refused(403), coordinator: refused(403) },
     },
     {
       object: "rpc resume_bot",
@@ -183,7 +182,7 @@ function calls(f: Fixture): Call[] {
       method: "POST",
       path: "/rpc/resume_bot",
       body: { conversation_id: crypto.randomUUID() },
-      expect: { executive: refusedAs500("P0404") },
+      expect: { executive: refused(404) },
     },
     {
       object: "rpc ops_metrics",

@@ -317,7 +317,7 @@ grant execute on function public.get_backup_info(uuid[]), public.prospects_handl
 
 -- ============================================================================================
 -- Audited writes (called by auth-admin-proxy on the service connection, with the verified caller as actor).
--- Expected refusals raise stable SQLSTATEs the function maps to HTTP: P0403 forbidden, P0404 not found,
+-- Expected refusals raise stable SQLSTATEs the function maps to HTTP: PT403 forbidden, PT404 not found,
 -- P0409 conflict; the HINT carries the machine-readable code.
 -- ============================================================================================
 create function wa.profile_for_update(p_id uuid)
@@ -330,12 +330,12 @@ declare
 begin
   select * into v_profile from public.profiles where id = p_id for update;
   if not found then
-    raise exception 'no user %', p_id using errcode = 'P0404', hint = 'user_not_found';
+    raise exception 'no user %', p_id using errcode = 'PT404', hint = 'user_not_found';
   end if;
   return v_profile;
 end;
 $$;
-comment on function wa.profile_for_update(uuid) is 'A profile locked for update; P0404 user_not_found when absent.';
+comment on function wa.profile_for_update(uuid) is 'A profile locked for update; PT404 user_not_found when absent.';
 
 create function wa.actor(p_actor_id uuid)
 returns public.profiles
@@ -348,13 +348,13 @@ declare
 begin
   select * into v_actor from public.profiles where id = p_actor_id and active;
   if not found then
-    raise exception 'the caller has no active profile' using errcode = 'P0403', hint = 'no_profile';
+    raise exception 'the caller has no active profile' using errcode = 'PT403', hint = 'no_profile';
   end if;
   return v_actor;
 end;
 $$;
 comment on function wa.actor(uuid) is
-  'The acting user''s active profile (authorization is decided from it, never from JWT metadata); P0403 '
+  'The acting user''s active profile (authorization is decided from it, never from JWT metadata); PT403 '
   'no_profile otherwise.';
 
 create function wa.require_manages(p_actor public.profiles, p_target public.profiles)
@@ -372,11 +372,11 @@ begin
   if p_actor.role = 'coordinator' and p_target.team_id = p_actor.team_id and p_target.role <> 'admin' then
     return;
   end if;
-  raise exception 'you may not manage user %', p_target.id using errcode = 'P0403', hint = 'forbidden';
+  raise exception 'you may not manage user %', p_target.id using errcode = 'PT403', hint = 'forbidden';
 end;
 $$;
 comment on function wa.require_manages(public.profiles, public.profiles) is
-  'Raises P0403 forbidden unless the actor may manage the target: admins anyone, coordinators non-admins of their '
+  'Raises PT403 forbidden unless the actor may manage the target: admins anyone, coordinators non-admins of their '
   'own team (a coordinator without a team: nobody).';
 
 create function wa.assign_backup(p_actor_id uuid, p_executive_id uuid, p_backup_id uuid)
@@ -441,7 +441,7 @@ comment on function wa.assign_backup(uuid, uuid, uuid) is
   'Makes p_backup_id the backup of p_executive_id in one transaction: saves the executive''s phone as original '
   'phone (once: assigning twice never loses it) and routes to the backup''s phone; audited. Executives may '
   'assign their own backup from their team, coordinators within their team, admins across teams; both users '
-  'need a team. Raises P0403 forbidden/no_profile, P0404 user_not_found, P0409 '
+  'need a team. Raises PT403 forbidden/no_profile, PT404 user_not_found, P0409 '
   'self_backup/inactive_user/no_team/cross_team/backup_chain. '
   'Returns the executive''s profile. Caller: auth-admin-proxy.';
 
@@ -499,14 +499,14 @@ begin
   if not v_fields <@ v_allowed then
     raise exception 'you may not change %', array_to_string(array(select unnest(v_fields) except
                                                                  select unnest(v_allowed)), ', ')
-      using errcode = 'P0403', hint = 'forbidden_field';
+      using errcode = 'PT403', hint = 'forbidden_field';
   end if;
   if p_changes ? 'role' and p_changes ->> 'role' not in ('admin', 'coordinator', 'executive') then
     raise exception 'unknown role %', p_changes ->> 'role' using errcode = '22023', hint = 'invalid_role';
   end if;
   if p_changes ? 'team_id' and p_changes ->> 'team_id' is not null
      and not exists (select from public.teams t where t.id = (p_changes ->> 'team_id')::uuid) then
-    raise exception 'no team %', p_changes ->> 'team_id' using errcode = 'P0404', hint = 'team_not_found';
+    raise exception 'no team %', p_changes ->> 'team_id' using errcode = 'PT404', hint = 'team_not_found';
   end if;
   -- The row lock on the target orders this against a concurrent wa.assign_backup naming them, so the check
   -- sees any backup committed before it.
@@ -538,7 +538,7 @@ comment on function wa.update_profile(uuid, uuid, jsonb) is
   'Changes profile fields in one transaction, audited when something changed. Users may change their own name '
   'and phone; coordinators also activate/deactivate their team''s non-admins; admins any field (role, team). '
   'Taking the team away from a user who has or is a backup is refused (P0409 no_team: remove the backup first). '
-  'Raises P0403 forbidden/forbidden_field/no_profile, P0404 user_not_found/team_not_found, 22023 invalid_role. '
+  'Raises PT403 forbidden/forbidden_field/no_profile, PT404 user_not_found/team_not_found, 22023 invalid_role. '
   'Returns the profile. Caller: auth-admin-proxy.';
 
 revoke all on function wa.profile_for_update(uuid), wa.actor(uuid),

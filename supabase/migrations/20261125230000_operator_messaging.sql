@@ -37,10 +37,10 @@ declare
 begin
   select * into v_conversation from public.conversations where id = p_conversation_id;
   if not found then
-    raise exception 'no conversation %', p_conversation_id using errcode = 'P0404', hint = 'conversation_not_found';
+    raise exception 'no conversation %', p_conversation_id using errcode = 'PT404', hint = 'conversation_not_found';
   end if;
   if authz.role_of(p_user_id) is null then
-    raise exception 'the caller has no active profile' using errcode = 'P0403', hint = 'no_profile';
+    raise exception 'the caller has no active profile' using errcode = 'PT403', hint = 'no_profile';
   end if;
   -- The conversations policy's predicate, for this user: the rules themselves live in the authz helpers.
   if v_conversation.assigned_executive_id = any (authz.visible_executives_of(p_user_id))
@@ -50,12 +50,12 @@ begin
          and authz.role_of(p_user_id) = 'admin') then
     return v_conversation;
   end if;
-  raise exception 'you may not act on conversation %', p_conversation_id using errcode = 'P0403', hint = 'forbidden';
+  raise exception 'you may not act on conversation %', p_conversation_id using errcode = 'PT403', hint = 'forbidden';
 end;
 $$;
 comment on function wa.require_conversation_access(uuid, uuid) is
   'The conversation if p_user_id may act on it under the same rules as its RLS policy (assigned executive, their '
-  'backup, the team''s coordinator, admins); P0403 forbidden otherwise, P0404 conversation_not_found. Caller: '
+  'backup, the team''s coordinator, admins); PT403 forbidden otherwise, PT404 conversation_not_found. Caller: '
   'send-message and the bot pause RPCs.';
 
 -- ============================================================================================
@@ -128,7 +128,7 @@ comment on function wa.begin_operator_send(uuid, uuid, uuid, text, jsonb, timest
   'Writes an operator''s outbound message as pending before the send, keyed by (conversation, client id): a repeat '
   'returns the first message with created = false (a definitely failed one is handed back for one resend). '
   'Refuses free-form messages outside the 24-hour window (P0422 outside_service_window) and callers who may not '
-  'act on the conversation (P0403/P0404); auto-pauses the bot. Locks the conversation before the message '
+  'act on the conversation (PT403/PT404); auto-pauses the bot. Locks the conversation before the message '
   '(docs/locking.md). Caller: send-message.';
 
 create function wa.conversation_recipient(p_conversation_id uuid)
@@ -208,7 +208,7 @@ end;
 $$;
 comment on function public.pause_bot(uuid, timestamptz) is
   'Pauses the AI agent in a conversation until a time (or until resumed): inbound messages are still stored and '
-  'shown, the bot sends nothing. Same access rules as the conversation (P0403 otherwise). Caller: the frontend.';
+  'shown, the bot sends nothing. Same access rules as the conversation (PT403 otherwise). Caller: the frontend.';
 
 create function public.resume_bot(conversation_id uuid)
 returns void

@@ -148,18 +148,18 @@ select throws_ok($$select wa.assign_backup(pg_temp.id('admin'), pg_temp.id('c1')
   null, 'a chain (the backup is away themselves) is refused');
 select throws_ok($$select wa.assign_backup(pg_temp.id('c1'), pg_temp.id('e1'), pg_temp.id('e3'))$$, 'P0409',
   'the backup must be from the executive''s team', 'a coordinator cannot pick a backup from another team');
-select throws_ok($$select wa.assign_backup(pg_temp.id('c2'), pg_temp.id('e1'), pg_temp.id('e3'))$$, 'P0403',
+select throws_ok($$select wa.assign_backup(pg_temp.id('c2'), pg_temp.id('e1'), pg_temp.id('e3'))$$, 'PT403',
   'you may not manage user ' || pg_temp.id('e1'), 'a coordinator cannot touch another team''s executive');
-select throws_ok($$select wa.assign_backup(pg_temp.id('e3'), pg_temp.id('e1'), pg_temp.id('c2'))$$, 'P0403', null,
+select throws_ok($$select wa.assign_backup(pg_temp.id('e3'), pg_temp.id('e1'), pg_temp.id('c2'))$$, 'PT403', null,
   'an executive cannot assign someone else''s backup');
 select throws_ok($$select wa.assign_backup(pg_temp.id('e3'), pg_temp.id('e3'), pg_temp.id('e2'))$$, 'P0409', null,
   'an executive cannot pick a backup from another team');
-select throws_ok($$select wa.assign_backup(pg_temp.id('admin'), gen_random_uuid(), pg_temp.id('e2'))$$, 'P0404',
-  null, 'an unknown executive is P0404');
+select throws_ok($$select wa.assign_backup(pg_temp.id('admin'), gen_random_uuid(), pg_temp.id('e2'))$$, 'PT404',
+  null, 'an unknown executive is PT404');
 update public.profiles set active = false where id = pg_temp.id('sneaky');
 select throws_ok($$select wa.assign_backup(pg_temp.id('c2'), pg_temp.id('e3'), pg_temp.id('sneaky'))$$, 'P0409',
   'deactivated users can neither have nor be a backup', 'a deactivated user cannot be a backup');
-select throws_ok($$select wa.assign_backup(pg_temp.id('sneaky'), pg_temp.id('sneaky'), pg_temp.id('e3'))$$, 'P0403',
+select throws_ok($$select wa.assign_backup(pg_temp.id('sneaky'), pg_temp.id('sneaky'), pg_temp.id('e3'))$$, 'PT403',
   'the caller has no active profile', 'and a deactivated user cannot act');
 select is((wa.assign_backup(pg_temp.id('admin'), pg_temp.id('e3'), pg_temp.id('c1')) ->> 'backup_id')::uuid,
   pg_temp.id('c1'), 'an admin may assign across teams');
@@ -179,21 +179,21 @@ select is(pg_temp.visible('e1'), 'conversations=1 messages=1 prospects=1 contact
 -- ---------------------------------------------------------------------------------------------
 select is(wa.update_profile(pg_temp.id('e1'), pg_temp.id('e1'), '{"full_name":"Eve One","phone":"+119"}') ->> 'phone',
   '+119', 'users change their own name and phone');
-select throws_ok($$select wa.update_profile(pg_temp.id('e1'), pg_temp.id('e1'), '{"role":"admin"}')$$, 'P0403',
+select throws_ok($$select wa.update_profile(pg_temp.id('e1'), pg_temp.id('e1'), '{"role":"admin"}')$$, 'PT403',
   'you may not change role', 'but not their own role');
-select throws_ok($$select wa.update_profile(pg_temp.id('c1'), pg_temp.id('e1'), '{"team_id":null}')$$, 'P0403',
+select throws_ok($$select wa.update_profile(pg_temp.id('c1'), pg_temp.id('e1'), '{"team_id":null}')$$, 'PT403',
   'you may not change team_id', 'coordinators cannot move people between teams');
 select is(wa.update_profile(pg_temp.id('c1'), pg_temp.id('e2'), '{"active":false}') ->> 'active', 'false',
   'coordinators deactivate their team''s executives');
-select throws_ok($$select wa.update_profile(pg_temp.id('c1'), pg_temp.id('e3'), '{"active":false}')$$, 'P0403',
+select throws_ok($$select wa.update_profile(pg_temp.id('c1'), pg_temp.id('e3'), '{"active":false}')$$, 'PT403',
   null, 'but not another team''s');
 select is(wa.update_profile(pg_temp.id('admin'), pg_temp.id('e3'), '{"role":"coordinator"}') ->> 'role',
   'coordinator', 'admins change roles');
 select throws_ok($$select wa.update_profile(pg_temp.id('admin'), pg_temp.id('e3'), '{"role":"owner"}')$$, '22023',
   'unknown role owner', 'an unknown role is refused');
 select throws_ok($$select wa.update_profile(pg_temp.id('admin'), pg_temp.id('e3'),
-                                            '{"team_id":"30000000-0000-0000-0000-000000000000"}')$$, 'P0404',
-  null, 'an unknown team is P0404');
+                                            '{"team_id":"30000000-0000-0000-0000-000000000000"}')$$, 'PT404',
+  null, 'an unknown team is PT404');
 
 select * from finish();
 rollback;

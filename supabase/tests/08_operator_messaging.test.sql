@@ -45,10 +45,10 @@ select lives_ok($$select wa.require_conversation_access(pg_temp.id('backup'), (s
   'so may their backup');
 select lives_ok($$select wa.require_conversation_access(pg_temp.id('coord'), (select id from conv))$$,
   'and the team''s coordinator');
-select throws_ok($$select wa.require_conversation_access(pg_temp.id('other'), (select id from conv))$$, 'P0403',
+select throws_ok($$select wa.require_conversation_access(pg_temp.id('other'), (select id from conv))$$, 'PT403',
   null, 'an executive of another team may not');
-select throws_ok($$select wa.require_conversation_access(pg_temp.id('owner'), gen_random_uuid())$$, 'P0404', null,
-  'an unknown conversation is P0404');
+select throws_ok($$select wa.require_conversation_access(pg_temp.id('owner'), gen_random_uuid())$$, 'PT404', null,
+  'an unknown conversation is PT404');
 
 -- ---------------------------------------------------------------------------------------------
 -- The 24-hour window and idempotency
@@ -81,7 +81,7 @@ select pg_temp.send('backup', '00000000-0000-0000-0000-00000000000d', 'template'
 select is((select bot_paused_until from public.conversations where id = (select id from conv)), '2026-01-02 00:31:00+00'::timestamptz,
   'a shorter auto-pause never shortens a longer pause');
 select tests.authenticate_as(pg_temp.id('other'));
-select throws_ok($$select public.pause_bot((select id from conv))$$, 'P0403', null,
+select throws_ok($$select public.pause_bot((select id from conv))$$, 'PT403', null,
   'an outsider cannot pause the bot');
 select tests.authenticate_as(pg_temp.id('backup'));
 select is(public.pause_bot((select id from conv)), 'infinity'::timestamptz, 'the backup pauses the bot until resumed');

@@ -54,10 +54,10 @@ select is((wa.update_profile(pg_temp.id('admin'), pg_temp.id('lone_executive'),
 -- ---------------------------------------------------------------------------------------------
 select throws_ok($$select wa.update_profile(pg_temp.id('lone_coordinator'), pg_temp.id('newcomer'),
                                             '{"active":false}')$$,
-  'P0403', 'you may not manage user ' || pg_temp.id('newcomer'),
+  'PT403', 'you may not manage user ' || pg_temp.id('newcomer'),
   'a team-less coordinator cannot deactivate a team-less executive');
 select throws_ok($$select wa.remove_backup(pg_temp.id('lone_coordinator'), pg_temp.id('newcomer'))$$,
-  'P0403', 'you may not manage user ' || pg_temp.id('newcomer'), 'nor manage their backup');
+  'PT403', 'you may not manage user ' || pg_temp.id('newcomer'), 'nor manage their backup');
 select is(authz.visible_executives_of(pg_temp.id('lone_coordinator')), array[pg_temp.id('lone_coordinator')],
   'and sees no one''s work but their own');
 select tests.authenticate_as(pg_temp.id('lone_coordinator'));
