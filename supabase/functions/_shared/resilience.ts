@@ -8,6 +8,7 @@ import {
   ConsecutiveBreaker,
   DelegateBackoff,
   handleWhen,
+  type IBackoff,
   type IRetryBackoffContext,
   retry,
   timeout,
@@ -42,8 +43,10 @@ export interface ResilienceOptions {
   breaks: (error: unknown) => boolean;
   /** Consecutive counted failures that open the breaker. */
   breakerThreshold: number;
-  /** How long the breaker stays open before letting one trial call through. */
+  /** How long the breaker stays open before letting one trial call through, on `clock`. */
   halfOpenAfterMs: number;
+  /** Milliseconds since the epoch (default `Date.now`): tests pass their own and move it past the delay. */
+  clock?: () => number;
   /** A breaker snapshot saved earlier (see `onBreakerChange`). */
   initialState?: unknown;
   /** Called on every breaker state change with a snapshot to persist. */
@@ -62,8 +65,29 @@ function retryAfterOf(context: IRetryBackoffContext<unknown>): number {
   return typeof hint === "number" && hint > 0 ? hint : 0;
 }
 
+/** When a saved snapshot's breaker opened (0: it was half-open, so a trial call may go at once). */
+function savedOpenedAt(snapshot: unknown): number | undefined {
+  const openedAt = (snapshot as { ownState?: { openedAt?: unknown } } | undefined)?.ownState?.openedAt;
+  return typeof openedAt === "number" ? openedAt : undefined;
+}
+
 /** Builds the policy: retry (outermost) → circuit breaker → timeout (per attempt). */
 export function resilient(options: ResilienceOptions): Resilient {
+  const clock = options.clock ?? Date.now;
+  // Cockatiel lets the trial call through once `Date.now() - openedAt` reaches the half-open backoff's
+  // duration, read on every call. This duration is -∞ once the delay has passed on `clock` since the breaker
+  // opened and +∞ before, so `clock` alone decides. A restored breaker counts from its saved opening.
+  let openedAt = savedOpenedAt(options.initialState) ?? 0;
+  let restoring = true;
+  const halfOpenAfter = (): IBackoff<unknown> => {
+    if (!restoring) openedAt = clock();
+    return {
+      get duration() {
+        return clock() - openedAt >= options.halfOpenAfterMs ? -Infinity : Infinity;
+      },
+      next: halfOpenAfter,
+    };
+  };
   const backoff = new DelegateBackoff<IRetryBackoffContext<unknown>>((context) => {
     const exponential = options.baseDelayMs * 2 ** (context.attempt - 1) * (0.5 + Math.random());
     return Math.max(exponential, retryAfterOf(context));
@@ -71,10 +95,18 @@ export function resilient(options: ResilienceOptions): Resilient {
   const retryPolicy = retry(handleWhen(options.retryable), { maxAttempts: options.maxAttempts - 1, backoff });
   const breaker: CircuitBreakerPolicy = circuitBreaker(handleWhen(options.breaks), {
     breaker: new ConsecutiveBreaker(options.breakerThreshold),
-    halfOpenAfter: options.halfOpenAfterMs,
+    halfOpenAfter: { next: halfOpenAfter },
     initialState: options.initialState,
   });
-  breaker.onStateChange((state) => options.onBreakerChange?.(STATE_NAMES[state], breaker.toJSON()));
+  restoring = false;
+  // Snapshots carry the opening on `clock`, which a restored breaker counts from.
+  const snapshot = () => {
+    const saved = breaker.toJSON() as { ownState: object };
+    return breaker.state === CircuitState.Open
+      ? { ...saved, ownState: { ...saved.ownState, openedAt } }
+      : saved;
+  };
+  breaker.onStateChange((state) => options.onBreakerChange?.(STATE_NAMES[state], snapshot()));
   const perAttempt = timeout(options.timeoutMs, TimeoutStrategy.Aggressive);
   const policy = wrap(retryPolicy, breaker, perAttempt);
   return {

@@ -13,7 +13,6 @@ import {
   messagesChange,
   webhook,
 } from "../../../local/testing/whatsapp-fixtures.ts";
-import { RETRY_BASE_DELAY_MS } from "./config.ts";
 import { createProcessor, type Processor } from "./processor.ts";
 import { createStore, StaleFenceError } from "./store.ts";
 
@@ -86,13 +85,15 @@ processorTest(
 
 processorTest("agent down: one fallback per batch, the breaker opens, then recovers", async (fakes, sql) => {
   const { phoneNumberId } = await seedDueBuffers(sql, 4);
-  // The half-open delay is twice the longest first-retry backoff (1.5 × base), so the retry that follows the
-  // failure opening the breaker always finds it open: the request count cannot depend on the jitter.
-  const halfOpenMs = 3 * RETRY_BASE_DELAY_MS;
-  const worker = await processor(fakes, sql, {
+  // The breakers' clock stands still until the test moves it: the open breaker stays open through the retries
+  // and the later batches however long they take, so the request count depends on nothing but the code.
+  const halfOpenMs = 30_000;
+  let now = Date.UTC(2026, 10, 25, 12);
+  const env = processorTestEnv(fakes, {
     AGENT_FALLBACK_REPLY: "We will be right with you.",
     BREAKER_HALF_OPEN_MS: String(halfOpenMs),
   });
+  const worker = await createProcessor(env, sql, "test-worker", () => now);
   fakes.agent.enqueue(...Array.from({ length: 20 }, () => ({ kind: "error" as const, status: 503 })));
   const summary = await worker.drain();
   assert.deepEqual(summary.outcomes, { fallback: 4 });
@@ -108,10 +109,12 @@ processorTest("agent down: one fallback per batch, the breaker opens, then recov
   assert.equal(fakes.graph.sent.length, 4);
 
   fakes.agent.reset();
+  now += halfOpenMs - 1;
+  await seedDueBuffers(sql, 1);
+  assert.deepEqual((await worker.drain()).outcomes, { fallback: 1 }, "still open a millisecond before");
+  assert.equal(fakes.agent.requests.length, 0);
+  now += 1;
   const recovered = await seedDueBuffers(sql, 1);
-  // The breaker lets a trial call through only once its half-open delay has passed: a duration to let
-  // elapse, not a condition to poll.
-  await new Promise((resolve) => setTimeout(resolve, halfOpenMs + 50));
   assert.deepEqual((await worker.drain()).outcomes, { replied: 1 });
   assert.equal(worker.breakers().agent, "closed");
   const [reply] = await outbound(sql, recovered.phoneNumberId);

@@ -294,9 +294,15 @@ function processorFrom(deps: Dependencies): Processor {
 
 /**
  * A processor on `sql`, with its agent and Graph API breakers restored from the database and saved back on
- * every state change (settled: a failed save is logged, never fails a batch).
+ * every state change (settled: a failed save is logged, never fails a batch). The breakers' half-open delays
+ * are timed on `clock` (epoch milliseconds).
  */
-export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: string): Promise<Processor> {
+export async function createProcessor(
+  env: ProcessorEnv,
+  sql: Sql,
+  workerId: string,
+  clock: () => number = Date.now,
+): Promise<Processor> {
   const store = createStore(sql, {
     leaseSeconds: env.BUFFER_LEASE_SECONDS,
     history: env.AGENT_HISTORY_MESSAGES,
@@ -321,6 +327,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
     breaks: () => true,
     breakerThreshold: env.BREAKER_THRESHOLD,
     halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+    clock,
     initialState: saved.get("agent"),
     onBreakerChange: persist("agent"),
   });
@@ -332,6 +339,7 @@ export async function createProcessor(env: ProcessorEnv, sql: Sql, workerId: str
     breaks: graphBreaks,
     breakerThreshold: env.BREAKER_THRESHOLD,
     halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+    clock,
     initialState: saved.get("graph"),
     onBreakerChange: persist("graph"),
   });
