@@ -14,8 +14,18 @@ import { chaos } from "./chaos.ts";
 import { herd } from "./herd.ts";
 import { contention } from "./contention.ts";
 import { deadlocks } from "./deadlocks.ts";
+import { realtime } from "./realtime.ts";
 
-const BENCHMARKS: Record<string, Benchmark> = { ingest, drain, debounce, chaos, herd, contention, deadlocks };
+const BENCHMARKS: Record<string, Benchmark> = {
+  ingest,
+  drain,
+  debounce,
+  chaos,
+  herd,
+  contention,
+  deadlocks,
+  realtime,
+};
 
 async function runOne(
   name: string,

@@ -18,7 +18,7 @@ type Status = "SUBSCRIBED" | "CHANNEL_ERROR" | "TIMED_OUT" | "CLOSED";
 /** A channel and everything it received: broadcasts, system messages, subscription statuses. */
 interface Tap {
   channel: RealtimeChannel;
-  broadcasts: { event: string; payload: Record<string, unknown>; at: number }[];
+  broadcasts: { event: string; payload: Record<string, unknown> }[];
   system: { status: string; message: string; extension: string }[];
   statuses: { status: Status; error?: Error }[];
   /** Resolves with the first item of `list` that matches, already there or still to come. */
@@ -57,7 +57,7 @@ function tap(
     },
   };
   channel.on("broadcast", { event: "*" }, (message) => {
-    t.broadcasts.push({ event: message.event, payload: message.payload, at: performance.now() });
+    t.broadcasts.push({ event: message.event, payload: message.payload });
     wake();
   });
   channel.on("system", {}, (payload) => {
@@ -136,23 +136,19 @@ const send = (
   isPrivate = true,
 ) => sql`select realtime.send(${sql.json(payload as postgres.JSONValue)}, ${event}, ${topic}, ${isPrivate})`;
 
-Deno.test("realtime: a private channel receives what realtime.send writes, within 100 ms", async () => {
+// How fast (p50/p99 against a bare LISTEN/NOTIFY) is measured by `npm run bench` (bench/realtime.ts).
+Deno.test("realtime: a private channel receives what realtime.send writes, in order", async () => {
   await withStack(async ({ sql, teamId, coordinator, client }) => {
     const team = tap(await client(coordinator), `team:${teamId}`);
     assert.equal((await settled(team)).status, "SUBSCRIBED");
-    const latencies: number[] = [];
     for (let i = 0; i < 20; i++) {
-      const sent = performance.now();
       await send(sql, `team:${teamId}`, "ping", { n: i });
-      const got = await team.next(team.broadcasts, (b) => b.payload.n === i, `ping ${i}`);
-      latencies.push(got.at - sent);
+      await team.next(team.broadcasts, (b) => b.payload.n === i, `ping ${i}`);
     }
     assert.deepEqual(team.broadcasts.filter((b) => b.event === "ping").map((b) => b.payload.n), [
       ...Array(20).keys(),
     ]);
     assert.equal(typeof team.broadcasts[0]!.payload.id, "string", "realtime.send adds the message id");
-    latencies.sort((a, b) => a - b);
-    assert.ok(latencies[10]! < 100, `median delivery ${latencies[10]!.toFixed(1)} ms`);
   });
 });
 
