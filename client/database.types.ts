@@ -67,12 +67,15 @@ export type Database = {
           bot_last_activity_at: string | null
           bot_paused_by: string | null
           bot_paused_until: string | null
+          closed_at: string | null
           contact_id: string
           created_at: string
           id: string
           last_inbound_at: string | null
           last_message_at: string | null
           phone_number_id: string
+          routed_via: string | null
+          status: string
           team_id: string | null
           updated_at: string
         }
@@ -81,12 +84,15 @@ export type Database = {
           bot_last_activity_at?: string | null
           bot_paused_by?: string | null
           bot_paused_until?: string | null
+          closed_at?: string | null
           contact_id: string
           created_at?: string
           id?: string
           last_inbound_at?: string | null
           last_message_at?: string | null
           phone_number_id: string
+          routed_via?: string | null
+          status?: string
           team_id?: string | null
           updated_at?: string
         }
@@ -95,12 +101,15 @@ export type Database = {
           bot_last_activity_at?: string | null
           bot_paused_by?: string | null
           bot_paused_until?: string | null
+          closed_at?: string | null
           contact_id?: string
           created_at?: string
           id?: string
           last_inbound_at?: string | null
           last_message_at?: string | null
           phone_number_id?: string
+          routed_via?: string | null
+          status?: string
           team_id?: string | null
           updated_at?: string
         }
@@ -409,6 +418,16 @@ export type Database = {
       }
     }
     Functions: {
+      assign_conversation: {
+        Args: { conversation_id: string; executive_id: string }
+        Returns: Json
+      }
+      claim_conversation: { Args: { conversation_id: string }; Returns: Json }
+      close_conversation: { Args: { conversation_id: string }; Returns: Json }
+      delete_routing_rule: {
+        Args: { phone_number_id: string }
+        Returns: undefined
+      }
       get_backup_info: {
         Args: { user_ids: string[] }
         Returns: {
@@ -422,7 +441,12 @@ export type Database = {
         }[]
       }
       list_conversations: {
-        Args: { p_cursor?: string; p_limit?: number; p_search?: string }
+        Args: {
+          p_cursor?: string
+          p_filter?: string
+          p_limit?: number
+          p_search?: string
+        }
         Returns: {
           assigned_executive_id: string
           assigned_executive_name: string
@@ -434,9 +458,11 @@ export type Database = {
           conversation_id: string
           cursor: string
           handled_as_backup: boolean
+          in_queue: boolean
           last_message_at: string
           last_message_direction: string
           last_message_text: string
+          status: string
           team_id: string
           unread_count: number
         }[]
@@ -455,7 +481,26 @@ export type Database = {
           prospect_id: string
         }[]
       }
+      release_conversation: { Args: { conversation_id: string }; Returns: Json }
+      reopen_conversation: { Args: { conversation_id: string }; Returns: Json }
       resume_bot: { Args: { conversation_id: string }; Returns: undefined }
+      set_availability: {
+        Args: { away: boolean; executive_id: string }
+        Returns: Json
+      }
+      set_executive_capacity: {
+        Args: { capacity: number; executive_id: string }
+        Returns: Json
+      }
+      set_routing_rule: {
+        Args: {
+          capacity?: number
+          phone_number_id: string
+          strategy: string
+          team_id: string
+        }
+        Returns: Json
+      }
     }
     Enums: {
       [_ in never]: never

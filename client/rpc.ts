@@ -71,5 +71,43 @@ async function resumeBot(supabase: WabaseClient, conversationId: string): Promis
   await call(supabase, "resume_bot", { conversation_id: conversationId });
 }
 
+/** A conversation's owner after an assignment RPC (docs/routing.md). */
+export interface ConversationOwner {
+  conversation_id: string;
+  assigned_executive_id: string | null;
+  team_id: string | null;
+  status: "open" | "closed";
+  routed_via: string | null;
+}
+
+type OwnerChange =
+  | "claim_conversation"
+  | "release_conversation"
+  | "close_conversation"
+  | "reopen_conversation";
+
+/** Claims (PT409 when someone was first), releases, closes or reopens a conversation; audited. */
+async function changeOwner(supabase: WabaseClient, fn: OwnerChange, conversationId: string) {
+  return await call(supabase, fn, { conversation_id: conversationId }) as ConversationOwner;
+}
+
+/** Gives a conversation to an executive: coordinators within their team, admins anywhere. */
+async function assignConversation(supabase: WabaseClient, conversationId: string, executiveId: string) {
+  return await call(supabase, "assign_conversation", {
+    conversation_id: conversationId,
+    executive_id: executiveId,
+  }) as ConversationOwner;
+}
+
 /** wabase's public RPCs, typed. */
-export const rpc = { getBackupInfo, prospectsHandledAsBackup, pauseBot, resumeBot } as const;
+export const rpc = {
+  getBackupInfo,
+  prospectsHandledAsBackup,
+  pauseBot,
+  resumeBot,
+  assignConversation,
+  claimConversation: (s: WabaseClient, id: string) => changeOwner(s, "claim_conversation", id),
+  releaseConversation: (s: WabaseClient, id: string) => changeOwner(s, "release_conversation", id),
+  closeConversation: (s: WabaseClient, id: string) => changeOwner(s, "close_conversation", id),
+  reopenConversation: (s: WabaseClient, id: string) => changeOwner(s, "reopen_conversation", id),
+} as const;

@@ -29,6 +29,11 @@ export interface ConversationRow {
   /** The agent does not answer while this is in the future (`"infinity"`: until resumed). */
   bot_paused_until: string | null;
   bot_paused_by: string | null;
+  /** Closed conversations leave their executive's open count; a customer message reopens them. */
+  status: string;
+  closed_at: string | null;
+  /** How the current owner was decided (docs/routing.md); null when never routed. */
+  routed_via: string | null;
 }
 
 /** The delivery state of an outbound message, advanced only by rank. */

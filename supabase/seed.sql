@@ -44,10 +44,14 @@ on conflict do nothing;
 insert into public.contacts (wa_id, profile_name) values ('16505551234', 'Sheena Nelson')
 on conflict do nothing;
 
-insert into public.conversations (phone_number_id, contact_id, assigned_executive_id, team_id, last_message_at,
-                                  last_inbound_at)
-select '106540352242922', k.id, 'd0000000-0000-4000-8000-0000000000e1', 'd0000000-0000-4000-8000-000000000001',
-       now(), now()
+-- Other customers of the demo number go round robin to Ana and Beto (docs/routing.md).
+insert into wa.routing_rules (phone_number_id, team_id, strategy)
+values ('106540352242922', 'd0000000-0000-4000-8000-000000000001', 'round_robin')
+on conflict do nothing;
+
+-- No owner given: routing finds Sheena's prospect by her phone and gives the conversation to Ana.
+insert into public.conversations (phone_number_id, contact_id, last_message_at, last_inbound_at)
+select '106540352242922', k.id, now(), now()
 from public.contacts k where k.wa_id = '16505551234'
 on conflict do nothing;
 

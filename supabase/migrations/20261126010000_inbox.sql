@@ -9,12 +9,12 @@ create index conversations_inbox_idx on public.conversations (last_message_at de
   where last_message_at is not null;
 
 create function public.list_conversations(p_search text default null, p_cursor text default null,
-                                          p_limit integer default 50)
+                                          p_limit integer default 50, p_filter text default 'all')
 returns table (
   conversation_id uuid, contact_id uuid, contact_name text, contact_number text, last_message_text text,
   last_message_at timestamptz, last_message_direction text, assigned_executive_id uuid,
   assigned_executive_name text, team_id uuid, handled_as_backup boolean, bot_paused boolean,
-  bot_paused_until timestamptz, unread_count integer, cursor text
+  bot_paused_until timestamptz, unread_count integer, status text, in_queue boolean, cursor text
 )
 language plpgsql
 stable
@@ -25,7 +25,13 @@ declare
   v_after_id uuid;
   v_search text := nullif(btrim(p_search), '');
   v_digits text := nullif(regexp_replace(coalesce(p_search, ''), '[^0-9]', '', 'g'), '');
+  -- mine: the caller's and those they back up; queue: their team's unassigned open ones.
+  v_mine uuid[] := case when p_filter = 'mine' then auth.uid() || authz.backed_up_executives() end;
+  v_queue_team uuid := case when p_filter = 'queue' then authz.my_team() end;
 begin
+  if p_filter is null or p_filter not in ('all', 'mine', 'queue') then
+    raise exception 'p_filter must be all, mine or queue' using errcode = '22023', hint = 'invalid_filter';
+  end if;
   if p_limit is null or p_limit < 1 or p_limit > 200 then
     raise exception 'p_limit must be between 1 and 200' using errcode = '22023', hint = 'invalid_limit';
   end if;
@@ -44,6 +50,7 @@ begin
          coalesce(c.bot_paused_until > now(), false), c.bot_paused_until,
          (select count(*)::integer from public.messages m
           where m.conversation_id = c.id and m.direction = 'inbound' and m.read_at is null),
+         c.status, c.assigned_executive_id is null and c.team_id is not null and c.status = 'open',
          translate(encode(convert_to(jsonb_build_object('t', c.last_message_at, 'i', c.id)::text, 'utf8'), 'base64'),
                    E'\n', '')
   from public.conversations c
@@ -54,6 +61,10 @@ begin
     where m.conversation_id = c.id order by m.sent_at desc limit 1
   ) last on true
   where c.last_message_at is not null
+    and (p_filter = 'all'
+         or (p_filter = 'mine' and c.assigned_executive_id = any (v_mine))
+         or (p_filter = 'queue' and c.assigned_executive_id is null and c.team_id = v_queue_team
+             and c.status = 'open'))
     and (v_after_at is null or (c.last_message_at, c.id) < (v_after_at, v_after_id))
     and (v_search is null
          or k.profile_name operator(extensions.%) v_search
@@ -63,11 +74,13 @@ begin
   limit p_limit;
 end;
 $$;
-comment on function public.list_conversations(text, text, integer) is
+comment on function public.list_conversations(text, text, integer, text) is
   'The inbox in one request: the conversations the caller may see (RLS), newest first, with contact name and '
-  'number, last message text, direction and time, assigned executive, handled_as_backup, bot pause and unread '
-  'count. Keyset-paginated: pass the last row''s cursor to get the next page. p_search matches the contact''s '
-  'name (trigram similarity or substring) or number (digits). Raises 22023 invalid_limit (1..200) or '
-  'invalid_cursor. Caller: the frontend.';
-revoke all on function public.list_conversations(text, text, integer) from public, anon, service_role;
-grant execute on function public.list_conversations(text, text, integer) to authenticated;
+  'number, last message text, direction and time, assigned executive (the owner), handled_as_backup, bot pause, '
+  'unread count, open/closed status and whether it waits in a team queue. Keyset-paginated: pass the last row''s '
+  'cursor to get the next page. p_search matches the contact''s name (trigram similarity or substring) or number '
+  '(digits). p_filter: all (everything visible), mine (the caller''s and those they back up), queue (the '
+  'caller''s team''s open unassigned ones). Raises 22023 invalid_limit (1..200), invalid_cursor or '
+  'invalid_filter. Caller: the frontend.';
+revoke all on function public.list_conversations(text, text, integer, text) from public, anon, service_role;
+grant execute on function public.list_conversations(text, text, integer, text) to authenticated;
