@@ -15,6 +15,7 @@ import { herd } from "./herd.ts";
 import { contention } from "./contention.ts";
 import { deadlocks } from "./deadlocks.ts";
 import { realtime } from "./realtime.ts";
+import { routing } from "./routing.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -25,6 +26,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   contention,
   deadlocks,
   realtime,
+  routing,
 };
 
 async function runOne(
