@@ -318,24 +318,6 @@ comment on function wa.conversation_for_update(public.profiles, uuid) is
   'A conversation the actor may see, locked (step 5 of docs/locking.md); PT404 conversation_not_found otherwise '
   '(admins: any; others: their own, backed-up and, coordinators, their team''s; their team''s queue).';
 
-create function wa.require_active_actor()
-returns public.profiles
-language plpgsql
-stable
-set search_path = ''
-as $$
-declare
-  v_actor public.profiles;
-begin
-  select * into v_actor from public.profiles p where p.id = auth.uid() and p.active;
-  if not found then
-    raise exception 'the caller has no active profile' using errcode = 'PT403', hint = 'no_profile';
-  end if;
-  return v_actor;
-end;
-$$;
-comment on function wa.require_active_actor() is 'The caller''s active profile; PT403 no_profile otherwise.';
-
 create function wa.lock_team_routing(p_team_id uuid)
 returns void
 language sql
@@ -385,7 +367,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_conversation public.conversations;
   v_executive public.profiles;
 begin
@@ -419,7 +401,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_conversation public.conversations;
   v_capacity integer;
 begin
@@ -460,7 +442,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_conversation public.conversations := wa.conversation_for_update(v_actor, release_conversation.conversation_id);
 begin
   if v_conversation.assigned_executive_id is null then
@@ -484,7 +466,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_conversation public.conversations := wa.conversation_for_update(v_actor, close_conversation.conversation_id);
 begin
   return wa.change_owner(v_actor, 'close', v_conversation, v_conversation.assigned_executive_id,
@@ -503,7 +485,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_conversation public.conversations := wa.conversation_for_update(v_actor, reopen_conversation.conversation_id);
 begin
   return wa.change_owner(v_actor, 'reopen', v_conversation, v_conversation.assigned_executive_id,
@@ -545,7 +527,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_target public.profiles := wa.require_manages_user(v_actor, set_availability.executive_id);
   v_before wa.executive_availability;
   v_after wa.executive_availability;
@@ -575,7 +557,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_target public.profiles;
   v_before wa.executive_availability;
   v_after wa.executive_availability;
@@ -612,7 +594,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_before wa.routing_rules;
   v_after wa.routing_rules;
 begin
@@ -667,7 +649,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_actor public.profiles := wa.require_active_actor();
+  v_actor public.profiles := wa.actor(auth.uid());
   v_before wa.routing_rules;
 begin
   select * into v_before from wa.routing_rules r where r.phone_number_id = delete_routing_rule.phone_number_id
@@ -688,7 +670,7 @@ comment on function public.delete_routing_rule(text) is
   'the coordinator of the rule''s team. Audited. Raises PT403 forbidden/no_profile, PT404 rule_not_found. '
   'Caller: the frontend.';
 
-revoke all on function wa.conversation_for_update(public.profiles, uuid), wa.require_active_actor(),
+revoke all on function wa.conversation_for_update(public.profiles, uuid),
   wa.lock_team_routing(uuid), wa.change_owner(public.profiles, text, public.conversations, uuid, uuid, text),
   wa.require_manages_user(public.profiles, uuid)
   from public, anon, authenticated, service_role;
