@@ -158,8 +158,7 @@ export async function routing(ctx: BenchContext): Promise<BenchResult> {
       baselineLabel: label,
     });
   }
-  // The cost target is a row's target, like every other speed target here: checks are for invariants, and
-  // routing misses this one today (issue 17 stays open on it; docs/performance.md says why).
+  // The cost target is a row's target, like every other speed target here: checks are for invariants.
   res.notes.push(
     `${plan.rounds} rounds of ${plan.perRound} deliveries per side, alternating (order flipped each round), ` +
       `each POST one message from a new customer; rule on: round_robin over ${EXECUTIVES} executives, ` +

@@ -246,7 +246,11 @@ Deno.test("e2e demo: Ana's prospect's webhook is routed to her inbox and topic; 
     await sql`insert into wa.phone_numbers (phone_number_id) values (${phoneNumberId})`;
     await sql`insert into wa.routing_rules (phone_number_id, team_id, strategy)
               values (${phoneNumberId}, ${teamId}, 'round_robin')`;
-    await sql`insert into wa.team_routing (team_id, last_executive_id) values (${teamId}, ${ana!.id})`;
+    // The next turn is Beto's (turn n goes to the executive ((n - 1) mod 2) + 1 in id order).
+    await sql`select setval(wa.turn_sequence(${teamId})::regclass, case when ${beto!.id}::uuid < ${
+      ana!.id
+    }::uuid
+                                                                          then 2 else 1 end)`;
     const written = `+52 155 ${local.slice(0, 4)} ${local.slice(4)}`;
     await sql`insert into public.prospects (team_id, executive_id, name, phone)
               values (${teamId}, ${ana!.id}, 'Prospecto Demo', ${written})`;

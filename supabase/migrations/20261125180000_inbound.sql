@@ -688,7 +688,11 @@ begin
     insert into public.conversations as c (phone_number_id, contact_id, last_message_at, last_inbound_at)
     select t.phone_number_id, t.contact_id, t.last_at, t.last_at
     from conversation_times t
-    order by t.phone_number_id, t.contact_id
+    -- Open conversations first, then closed ones (reopening routes them), then new ones (routed as they are
+    -- written): routing locks executives (step 6b of docs/locking.md) only after every conversation lock.
+    order by (select case v.status when 'open' then 0 else 1 end from public.conversations v
+              where v.phone_number_id = t.phone_number_id and v.contact_id = t.contact_id) nulls last,
+             t.phone_number_id, t.contact_id
     on conflict (phone_number_id, contact_id) do update
       set last_message_at = greatest(c.last_message_at, excluded.last_message_at),
           last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at),

@@ -29,15 +29,6 @@ create index routing_rules_team_id_idx on wa.routing_rules (team_id);
 comment on table wa.routing_rules is
   'How conversations on a business number without a matching prospect are routed: a team and a strategy.';
 
--- One row per team that has a rule: the round-robin turn, and the lock every assignment into the team takes.
-create table wa.team_routing (
-  team_id uuid primary key references public.teams (id),
-  last_executive_id uuid
-);
-comment on table wa.team_routing is
-  'Per team: the executive the round robin gave the last conversation to. Its row lock serialises every '
-  'assignment into the team (routing, claims, manual assignment), so capacity and turns are exact.';
-
 create table wa.executive_availability (
   executive_id uuid primary key references public.profiles (id) on delete cascade,
   away boolean not null default false,
@@ -46,7 +37,9 @@ create table wa.executive_availability (
   updated_at timestamptz not null default now()
 );
 comment on table wa.executive_availability is
-  'Per executive: away (no new routed conversations) and a capacity overriding the rule''s.';
+  'Per executive: away (no new routed conversations) and a capacity overriding the rule''s. Its row lock '
+  'serialises assignments to the executive under a capacity (routing, claims, manual assignment), so '
+  'capacities are exact; rows are created on first use.';
 
 create table wa.conversation_audit (
   id bigint generated always as identity primary key,
@@ -62,7 +55,7 @@ comment on table wa.conversation_audit is
   'Every assignment, claim, release, close, reopen, availability and rule change made through the routing '
   'RPCs: actor, action, target (conversation, user or team), before, after, time.';
 
-revoke all on table wa.routing_rules, wa.team_routing, wa.executive_availability, wa.conversation_audit
+revoke all on table wa.routing_rules, wa.executive_availability, wa.conversation_audit
   from public, anon, authenticated, service_role;
 
 -- Executives see their team's queue (they claim from it); coordinators and admins already see it.
@@ -102,116 +95,207 @@ as $$
 $$;
 comment on function wa.open_count(uuid) is 'Open conversations an executive holds (the load capacity limits).';
 
-create function wa.pick_executive(p_team_id uuid, p_strategy text, p_capacity integer)
-returns uuid
+create function wa.turn_sequence(p_team_id uuid)
+returns text
 language sql
-stable
+immutable
 set search_path = ''
 as $$
-  -- Candidates: the team's active executives, not away, below their capacity; in a stable order (id).
-  with candidates as (
-    select p.id, wa.open_count(p.id) as load
-    from public.profiles p
-    left join wa.executive_availability a on a.executive_id = p.id
-    where p.team_id = p_team_id and p.role = 'executive' and p.active and not coalesce(a.away, false)
-      and (coalesce(a.capacity, p_capacity) is null or wa.open_count(p.id) < coalesce(a.capacity, p_capacity))
-  )
-  select case p_strategy
-    when 'round_robin' then (
-      select c.id from candidates c
-      order by c.id <= coalesce((select t.last_executive_id from wa.team_routing t where t.team_id = p_team_id),
-                                '00000000-0000-0000-0000-000000000000'::uuid), c.id
-      limit 1)
-    when 'balanced' then (select c.id from candidates c order by c.load, c.id limit 1)
-  end
+  select 'wa.routing_turns_' || replace(p_team_id::text, '-', '')
 $$;
-comment on function wa.pick_executive(uuid, text, integer) is
-  'The executive a rule gives the next conversation of a team: round_robin the first candidate after the last '
-  'one served (by id, wrapping), balanced the one with fewest open conversations (ties by id); null when every '
-  'candidate is away, inactive or full, or for queue. Call holding the team''s wa.team_routing lock.';
+comment on function wa.turn_sequence(uuid) is
+  'The name of a team''s round-robin turn sequence (created with the team''s first rule).';
 
-create function wa.route_conversations(p_ids uuid[])
-returns void
+create function wa.create_turn_sequence()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  execute format('create sequence if not exists %s', wa.turn_sequence(new.team_id));
+  return null;
+end;
+$$;
+comment on function wa.create_turn_sequence() is
+  'AFTER INSERT/UPDATE trigger on wa.routing_rules: the rule''s team has its round-robin turn sequence. Turns '
+  'come from a sequence because nextval is not transactional: concurrent arrivals take consecutive turns at '
+  'once, where a turn kept in a row would make each wait for the previous one''s commit.';
+create trigger routing_rules_turn_sequence after insert or update of team_id on wa.routing_rules
+  for each row execute function wa.create_turn_sequence();
+
+create function wa.pick_executive(p_team_id uuid, p_strategy text, p_capacity integer)
+returns uuid
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_row record;
-  v_executive uuid;
+  v_candidates uuid[];
+  v_turn bigint;
+  v_pick uuid;
+  v_full uuid[] := '{}'::uuid[];
+  v_attempt integer;
 begin
-  -- Lock order (docs/locking.md, step 6b): the teams whose rules apply, by id, once for the whole batch.
-  with teams as (
-    select distinct r.team_id from public.conversations c
-    join wa.routing_rules r on r.phone_number_id = c.phone_number_id
-    where c.id = any (p_ids)
-  )
-  insert into wa.team_routing (team_id) select t.team_id from teams t order by t.team_id on conflict do nothing;
-  perform from wa.team_routing t
-  where t.team_id in (select r.team_id from public.conversations c
-                      join wa.routing_rules r on r.phone_number_id = c.phone_number_id
-                      where c.id = any (p_ids))
-  order by t.team_id
-  for no key update;
-  for v_row in
-    select c.id, k.wa_id, c.contact_id, r.team_id as rule_team, r.strategy, r.capacity,
-           (select pr from public.prospects pr
-            where pr.executive_id is not null
-              and (pr.contact_id = c.contact_id or (k.wa_id is not null and wa.e164(pr.phone) = '+' || k.wa_id))
-            order by pr.created_at, pr.id limit 1) as prospect
-    from public.conversations c
-    join public.contacts k on k.id = c.contact_id
-    left join wa.routing_rules r on r.phone_number_id = c.phone_number_id
-    where c.id = any (p_ids) and c.assigned_executive_id is null and c.team_id is null and c.status = 'open'
-    order by c.phone_number_id, c.contact_id
-  loop
-    if (v_row.prospect).id is not null then
-      -- The prospect's executive owns it; while a backup covers them the backup handles it (RLS and the
-      -- executive's topic reach the backup). An inactive or away executive without a backup: the team's queue.
-      update public.conversations c
-      set team_id = coalesce((v_row.prospect).team_id, e.team_id),
-          assigned_executive_id = case when e.active and (e.backup_id is not null or not coalesce(a.away, false))
-                                       then e.id end,
-          routed_via = 'prospect', updated_at = now()
-      from public.profiles e
-      left join wa.executive_availability a on a.executive_id = e.id
-      where c.id = v_row.id and e.id = (v_row.prospect).executive_id;
-    elsif v_row.rule_team is not null then
-      v_executive := wa.pick_executive(v_row.rule_team, v_row.strategy, v_row.capacity);
-      update public.conversations c
-      set team_id = v_row.rule_team, assigned_executive_id = v_executive,
-          routed_via = case when v_executive is null then 'queue' else v_row.strategy end, updated_at = now()
-      where c.id = v_row.id;
-      if v_executive is not null and v_row.strategy = 'round_robin' then
-        update wa.team_routing set last_executive_id = v_executive where team_id = v_row.rule_team;
+  if p_strategy = 'queue' then
+    return null;
+  end if;
+  if p_strategy = 'round_robin' then
+    v_turn := nextval(wa.turn_sequence(p_team_id)::regclass);
+  end if;
+  -- Each retry follows another transaction's choice or a full executive: many mean a stampede, not a bug.
+  for v_attempt in 1 .. 1000 loop
+    -- Each attempt is a subtransaction: a lock that does not end in a choice is released when it is rolled
+    -- back (WARTR), so a transaction holds only the executives it routed to.
+    begin
+      if p_strategy = 'round_robin' then
+        -- The turn's candidate among the active executives not away or full, in id order (wrapping).
+        v_candidates := array(select p.id from public.profiles p
+                              left join wa.executive_availability a on a.executive_id = p.id
+                              where p.team_id = p_team_id and p.role = 'executive' and p.active
+                                and not coalesce(a.away, false) and p.id <> all (v_full)
+                              order by p.id);
+        if cardinality(v_candidates) = 0 then
+          return null;
+        end if;
+        v_pick := v_candidates[1 + ((v_turn - 1) % cardinality(v_candidates))];
+        -- Without a capacity nothing else decides: no lock.
+        if p_capacity is null
+           and (select a.capacity from wa.executive_availability a where a.executive_id = v_pick) is null then
+          return v_pick;
+        end if;
+        perform wa.lock_executive(v_pick);
+      else
+        -- Balanced: the least loaded candidate nobody else is routing to right now (SKIP LOCKED; rows this
+        -- transaction holds count as free); when everyone is, wait for the least loaded, then choose again.
+        perform wa.ensure_routing_rows(p_team_id);
+        select a.executive_id into v_pick
+        from wa.executive_availability a
+        join public.profiles p on p.id = a.executive_id
+        where p.team_id = p_team_id and p.role = 'executive' and p.active and not a.away
+          and a.executive_id <> all (v_full)
+        order by wa.open_count(a.executive_id), a.executive_id
+        for no key update of a skip locked
+        limit 1;
+        if not found then
+          perform from wa.executive_availability a
+          join public.profiles p on p.id = a.executive_id
+          where p.team_id = p_team_id and p.role = 'executive' and p.active and not a.away
+            and a.executive_id <> all (v_full)
+          order by wa.open_count(a.executive_id), a.executive_id
+          for no key update of a
+          limit 1;
+          if not found then
+            return null;
+          end if;
+          raise exception 'choose again' using errcode = 'WARTR';
+        end if;
       end if;
-    end if;
+      -- Held now: its load is read with a new snapshot, so a conversation committed meanwhile counts.
+      if wa.open_count(v_pick) >= coalesce((select a.capacity from wa.executive_availability a
+                                             where a.executive_id = v_pick), p_capacity) then
+        v_full := v_full || v_pick;
+        raise exception 'full' using errcode = 'WARTR';
+      end if;
+      return v_pick;
+    exception when sqlstate 'WARTR' then
+      null;
+    end;
   end loop;
+  raise exception 'no executive of team % could be chosen after % attempts', p_team_id, v_attempt
+    using errcode = '40001', hint = 'retry the transaction';
 end;
 $$;
-comment on function wa.route_conversations(uuid[]) is
-  'Gives each open conversation without owner or team among p_ids an owner: the matching prospect''s (by '
-  'contact, or phone as E.164) executive and team, else the number''s rule (wa.pick_executive; nobody free: the '
-  'team''s queue), else nobody (the admins'' unassigned queue). Locks the rules'' teams (wa.team_routing) in id '
-  'order first, then reads loads: concurrent arrivals never exceed a capacity nor skip or repeat a turn.';
+comment on function wa.pick_executive(uuid, text, integer) is
+  'The executive a rule gives the next conversation of a team. round_robin: the team''s next turn '
+  '(wa.turn_sequence) over the active executives not away or full, in id order; balanced: the one with fewest '
+  'open conversations (ties by id), skipping those other transactions are routing to (SKIP LOCKED). With a '
+  'capacity the executive is locked (step 6b of docs/locking.md) until commit and their load counted once '
+  'held, so a capacity is never exceeded. Null when every candidate is away, inactive or full, or for queue.';
 
-create function wa.route_new_conversations()
+create function wa.ensure_routing_rows(p_team_id uuid)
+returns void
+language sql
+set search_path = ''
+as $$
+  insert into wa.executive_availability (executive_id)
+  select p.id from public.profiles p
+  where p.team_id = p_team_id and p.role = 'executive' and p.active
+    and not exists (select from wa.executive_availability a where a.executive_id = p.id)
+  on conflict do nothing;
+$$;
+comment on function wa.ensure_routing_rows(uuid) is
+  'Creates the missing wa.executive_availability rows of a team''s active executives (balanced routing locks them).';
+
+create function wa.route_decision(p_phone_number_id text, p_contact_id uuid,
+                                   out team_id uuid, out executive_id uuid, out routed_via text)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_prospect public.prospects;
+  v_rule wa.routing_rules;
+  v_executive public.profiles;
+  v_away boolean;
+begin
+  select pr.* into v_prospect
+  from public.prospects pr
+  where pr.executive_id is not null
+    and (pr.contact_id = p_contact_id
+         or wa.e164(pr.phone) = (select '+' || k.wa_id from public.contacts k where k.id = p_contact_id))
+  order by pr.created_at, pr.id
+  limit 1;
+  if found then
+    -- The prospect's executive owns it; while a backup covers them the backup handles it (RLS and the
+    -- executive's topic reach the backup). An inactive or away executive without a backup: the team's queue.
+    select * into v_executive from public.profiles e where e.id = v_prospect.executive_id;
+    select a.away into v_away from wa.executive_availability a where a.executive_id = v_executive.id;
+    team_id := coalesce(v_prospect.team_id, v_executive.team_id);
+    executive_id := case when v_executive.active and (v_executive.backup_id is not null or not coalesce(v_away, false))
+                         then v_executive.id end;
+    routed_via := 'prospect';
+    return;
+  end if;
+  select * into v_rule from wa.routing_rules r where r.phone_number_id = p_phone_number_id;
+  if not found then
+    return;
+  end if;
+  team_id := v_rule.team_id;
+  executive_id := wa.pick_executive(v_rule.team_id, v_rule.strategy, v_rule.capacity);
+  routed_via := case when executive_id is null then 'queue' else v_rule.strategy end;
+end;
+$$;
+comment on function wa.route_decision(text, uuid) is
+  'The owner of a conversation arriving for (number, contact): the matching prospect''s (by contact, or phone '
+  'as E.164) executive and team; else the number''s rule under its team''s lock (wa.pick_executive; nobody free: '
+  'the team''s queue); else nothing (the admins'' unassigned queue).';
+
+create function wa.route_arrival()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
-declare
-  v_ids uuid[] := array(select n.id from new_rows n
-                        where n.assigned_executive_id is null and n.team_id is null and n.status = 'open');
 begin
-  if cardinality(v_ids) > 0 then
-    perform wa.route_conversations(v_ids);
+  -- The ingest upserts: a row meeting an existing conversation becomes its update and routes nothing. Two
+  -- POSTs creating the same conversation (a customer's first two messages) take turns on its key, so the
+  -- second sees the first's row and no executive's turn is spent on a row that will not be inserted.
+  if exists (select from public.conversations c
+             where c.phone_number_id = new.phone_number_id and c.contact_id = new.contact_id) then
+    return new;
   end if;
-  return null;
+  -- Class 2002873707 (the wamid locks are 2002873705-6), hashtext of the conversation's key.
+  perform pg_advisory_xact_lock(2002873707, hashtext(new.phone_number_id || ':' || new.contact_id));
+  if exists (select from public.conversations c
+             where c.phone_number_id = new.phone_number_id and c.contact_id = new.contact_id) then
+    return new;
+  end if;
+  select d.team_id, d.executive_id, d.routed_via into new.team_id, new.assigned_executive_id, new.routed_via
+  from wa.route_decision(new.phone_number_id, new.contact_id) d;
+  return new;
 end;
 $$;
-comment on function wa.route_new_conversations() is
-  'AFTER INSERT statement trigger on conversations: routes the new rows without an owner, all of a statement '
-  'together (so a POST''s conversations take the team locks once, in order).';
+comment on function wa.route_arrival() is
+  'BEFORE INSERT trigger on conversations: a new conversation without an owner is written already routed '
+  '(wa.route_decision), so its arrival is one row version and one broadcast to its owners.';
 
 create function wa.reopen_on_customer_message()
 returns trigger
@@ -219,47 +303,24 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if old.status = 'closed' and new.last_inbound_at > old.last_inbound_at then
+  if new.last_inbound_at > old.last_inbound_at then
     new.status := 'open';
     new.closed_at := null;
-    new.assigned_executive_id := null;
-    new.team_id := null;
-    new.routed_via := null;
+    select d.team_id, d.executive_id, d.routed_via into new.team_id, new.assigned_executive_id, new.routed_via
+    from wa.route_decision(new.phone_number_id, new.contact_id) d;
   end if;
   return new;
 end;
 $$;
 comment on function wa.reopen_on_customer_message() is
-  'BEFORE UPDATE trigger on conversations: a closed conversation with a newer customer message reopens without '
-  'owner, so wa.route_reopened_conversations routes it again.';
+  'BEFORE UPDATE trigger on closed conversations: a newer customer message reopens it and routes it again '
+  '(wa.route_decision), in the same row version.';
 
-create function wa.route_reopened_conversations()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_ids uuid[] := array(select n.id from new_rows n join old_rows o on o.id = n.id
-                        where o.status = 'closed' and n.status = 'open' and n.routed_via is null
-                          and n.assigned_executive_id is null and n.team_id is null);
-begin
-  if cardinality(v_ids) > 0 then
-    perform wa.route_conversations(v_ids);
-  end if;
-  return null;
-end;
-$$;
-comment on function wa.route_reopened_conversations() is
-  'AFTER UPDATE statement trigger on conversations: routes the conversations a customer message reopened.';
-
-create trigger conversations_route after insert on public.conversations
-  referencing new table as new_rows
-  for each statement execute function wa.route_new_conversations();
+create trigger conversations_route before insert on public.conversations
+  for each row when (new.assigned_executive_id is null and new.team_id is null and new.status = 'open')
+  execute function wa.route_arrival();
 create trigger conversations_reopen before update on public.conversations
   for each row when (old.status = 'closed') execute function wa.reopen_on_customer_message();
-create trigger conversations_route_reopened after update on public.conversations
-  referencing old table as old_rows new table as new_rows
-  for each statement execute function wa.route_reopened_conversations();
 
 -- Deactivating a user hands their open conversations back to their team's queue.
 create function wa.release_on_deactivation()
@@ -286,8 +347,8 @@ create trigger profiles_release_on_deactivation after update of active on public
   for each row when (old.active and not new.active) execute function wa.release_on_deactivation();
 
 revoke all on function wa.e164(text), wa.open_count(uuid), wa.pick_executive(uuid, text, integer),
-  wa.route_conversations(uuid[]), wa.route_new_conversations(), wa.reopen_on_customer_message(),
-  wa.route_reopened_conversations(), wa.release_on_deactivation()
+  wa.turn_sequence(uuid), wa.create_turn_sequence(), wa.ensure_routing_rows(uuid),
+  wa.route_decision(text, uuid), wa.route_arrival(), wa.reopen_on_customer_message(), wa.release_on_deactivation()
   from public, anon, authenticated, service_role;
 
 -- ============================================================================================
@@ -318,17 +379,17 @@ comment on function wa.conversation_for_update(public.profiles, uuid) is
   'A conversation the actor may see, locked (step 5 of docs/locking.md); PT404 conversation_not_found otherwise '
   '(admins: any; others: their own, backed-up and, coordinators, their team''s; their team''s queue).';
 
-create function wa.lock_team_routing(p_team_id uuid)
+create function wa.lock_executive(p_executive_id uuid)
 returns void
 language sql
 set search_path = ''
 as $$
-  -- Step 6b of docs/locking.md: taken after the conversation, so it orders with the ingest's routing.
-  insert into wa.team_routing (team_id) values (p_team_id) on conflict do nothing;
-  select from wa.team_routing t where t.team_id = p_team_id for no key update;
+  -- Step 6b of docs/locking.md: taken after the conversation, as routing takes it.
+  insert into wa.executive_availability (executive_id) values (p_executive_id) on conflict do nothing;
+  select from wa.executive_availability a where a.executive_id = p_executive_id for no key update;
 $$;
-comment on function wa.lock_team_routing(uuid) is
-  'Locks (creating it if needed) a team''s routing row: assignments into a team serialise on it.';
+comment on function wa.lock_executive(uuid) is
+  'Locks (creating it if needed) an executive''s routing row: assignments to an executive serialise on it.';
 
 create function wa.change_owner(p_actor public.profiles, p_action text, p_before public.conversations,
                                 p_executive_id uuid, p_team_id uuid, p_status text)
@@ -385,7 +446,7 @@ begin
   if not v_executive.active or v_executive.team_id is null then
     raise exception 'user % is inactive or has no team', v_executive.id using errcode = 'PT409', hint = 'inactive_user';
   end if;
-  perform wa.lock_team_routing(v_executive.team_id);
+  perform wa.lock_executive(v_executive.id);
   return wa.change_owner(v_actor, 'assign', v_conversation, v_executive.id, v_executive.team_id, 'open');
 end;
 $$;
@@ -420,7 +481,7 @@ begin
   if v_conversation.team_id is distinct from v_actor.team_id or v_actor.team_id is null then
     raise exception 'only the team''s queue can be claimed' using errcode = 'PT403', hint = 'other_team';
   end if;
-  perform wa.lock_team_routing(v_actor.team_id);
+  perform wa.lock_executive(v_actor.id);
   v_capacity := coalesce((select a.capacity from wa.executive_availability a where a.executive_id = v_actor.id),
                          (select r.capacity from wa.routing_rules r
                           where r.phone_number_id = v_conversation.phone_number_id));
@@ -623,7 +684,6 @@ begin
                                            and v_before.team_id is distinct from v_actor.team_id)) then
     raise exception 'coordinators edit their own team''s rules' using errcode = 'PT403', hint = 'other_team';
   end if;
-  insert into wa.team_routing (team_id) values (set_routing_rule.team_id) on conflict do nothing;
   insert into wa.routing_rules as r (phone_number_id, team_id, strategy, capacity)
   values (set_routing_rule.phone_number_id, set_routing_rule.team_id, set_routing_rule.strategy,
           set_routing_rule.capacity)
@@ -671,7 +731,7 @@ comment on function public.delete_routing_rule(text) is
   'Caller: the frontend.';
 
 revoke all on function wa.conversation_for_update(public.profiles, uuid),
-  wa.lock_team_routing(uuid), wa.change_owner(public.profiles, text, public.conversations, uuid, uuid, text),
+  wa.lock_executive(uuid), wa.change_owner(public.profiles, text, public.conversations, uuid, uuid, text),
   wa.require_manages_user(public.profiles, uuid)
   from public, anon, authenticated, service_role;
 revoke all on function public.assign_conversation(uuid, uuid), public.claim_conversation(uuid),

@@ -72,6 +72,19 @@ Deno.test("routing: balanced with capacity 3 never gives anyone more than 3; the
   }
 });
 
+Deno.test("routing: round robin with capacity 3 never gives anyone more than 3; the rest wait in the queue", async () => {
+  const sql = testSql(20);
+  try {
+    const { executives, number } = await routedTeam(sql, 5, "round_robin", 3);
+    await arriveAtOnce(sql, number, 100);
+    const counts = await owners(sql, number);
+    assert.deepEqual(executives.map((e) => counts.get(e.id)), [3, 3, 3, 3, 3]);
+    assert.equal(counts.get("queue"), 85);
+  } finally {
+    await sql.end();
+  }
+});
+
 /** Resolves once backend `pid` waits for a lock that backend `holder` holds. */
 async function waitUntilBlocked(sql: Sql, pid: number, holder: number): Promise<void> {
   for (let attempt = 0; attempt < 10_000; attempt++) {
@@ -115,6 +128,59 @@ Deno.test("routing: two executives claiming one queued conversation: one wins, t
     const [after] = await sql<{ owner: string }[]>`
       select assigned_executive_id::text as owner from public.conversations where id = ${conversation!.id}`;
     assert.equal(after!.owner, ana!.id);
+  } finally {
+    if (open) await first`rollback`;
+    first.release();
+    second.release();
+    await sql.end();
+  }
+});
+
+/** One POST with one text message `wamid` from `from` on `number`. */
+function textFrom(number: string, from: string, wamid: string): string {
+  return JSON.stringify(webhook(messagesChange({
+    phoneNumberId: number,
+    contacts: [contact(from, "Cliente")],
+    messages: [inboundMessage("text", { from, wamid })],
+  })));
+}
+
+Deno.test("routing: a known customer's first two messages on a number, in concurrent POSTs, take one turn", async () => {
+  const sql = testSql(4);
+  const first = await sql.reserve();
+  const second = await sql.reserve();
+  let open = false;
+  try {
+    const { executives, number } = await routedTeam(sql, 2, "round_robin", null);
+    const [turn1, turn2] = executives.map((e) => e.id).sort();
+    // The customer is known (from another number), so neither POST waits for the other at the contact.
+    const from = `52155${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+    await sql`select wa.ingest_webhook(${
+      textFrom(`PN-${crypto.randomUUID()}`, from, `wamid.${from}.0`)
+    }::text::jsonb)`;
+    const [secondPid] = await second<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    const [firstPid] = await first<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    await first`begin`;
+    open = true;
+    await first`select wa.ingest_webhook(${textFrom(number, from, `wamid.${from}.1`)}::text::jsonb)`;
+    const racing = second`select wa.ingest_webhook(${textFrom(number, from, `wamid.${from}.2`)}::text::jsonb)`
+      .execute();
+    await waitUntilBlocked(sql, secondPid!.pid, firstPid!.pid);
+    await first`commit`;
+    open = false;
+    await racing;
+    // The next new customer gets the second turn: the racing POST spent none.
+    const next = `52155${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+    await sql`select wa.ingest_webhook(${textFrom(number, next, `wamid.${next}`)}::text::jsonb)`;
+    const rows = await sql<{ wa_id: string; owner: string; messages: number }[]>`
+      select k.wa_id, c.assigned_executive_id::text as owner,
+             (select count(*)::int from public.messages m where m.conversation_id = c.id) as messages
+      from public.conversations c join public.contacts k on k.id = c.contact_id
+      where c.phone_number_id = ${number} order by k.wa_id = ${from} desc`;
+    assert.deepEqual([...rows], [
+      { wa_id: from, owner: turn1, messages: 2 },
+      { wa_id: next, owner: turn2, messages: 1 },
+    ]);
   } finally {
     if (open) await first`rollback`;
     first.release();
