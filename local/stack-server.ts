@@ -1,8 +1,9 @@
 // `npm start` / `npm run up`: one process serving the Supabase API on :54321 (the gateway in front of the real
-// PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent
-// and the buffer worker, so the whole backend runs end to end with no external account. Ports default to the
-// stack's (API 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
+// PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent,
+// the buffer worker and the media worker, so the whole backend runs end to end with no external account. Ports
+// default to the stack's (API 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
 import { runWorker } from "./buffer-worker.ts";
+import { runMediaWorker } from "./media-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
 import { startFakeGraph } from "./fake-graph.ts";
@@ -50,6 +51,7 @@ try {
 const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
 const controller = new AbortController();
 const worker = runWorker({ signal: controller.signal });
+const mediaWorker = runMediaWorker({ signal: controller.signal });
 
 const base = `http://${server.addr.hostname}:${server.addr.port}`;
 log("info", {
@@ -60,11 +62,13 @@ log("info", {
   fake_graph_api: graph.url,
   demo_agent: agent.url,
   worker: "buffer worker running (LISTEN wa_buffer_due)",
+  media_worker: "media worker running (LISTEN wa_media_due)",
 });
 
 async function stop() {
   controller.abort();
   await worker.catch(() => {});
+  await mediaWorker.catch(() => {});
   await server.shutdown();
   await api.close();
   await graph.close();
