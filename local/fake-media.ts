@@ -183,7 +183,7 @@ export function startFakeMedia(options: { accessToken: string; clock?: () => num
     });
   }
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
     const url = new URL(req.url);
     const id = decodeURIComponent(url.pathname.replace(/^\/media\//, ""));
     const issued = Number(url.searchParams.get("issued") ?? 0);
