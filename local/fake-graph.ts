@@ -407,7 +407,7 @@ export interface FakeGraph {
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
-  /** GET /{media-id} and its download host (local/fake-media.ts). */
+  /** GET /{media-id}, its download host and POST /{phone-number-id}/media (local/fake-media.ts). */
   media: FakeMedia;
   /** Clears sent, received, readReceipts and the fault queue (the arrays are emptied in place). */
   reset: () => void;
@@ -456,6 +456,7 @@ const MEDIA_TYPES: readonly string[] = ["image", "audio", "video", "document", "
 
 const MESSAGES_PATH = /^\/v\d+\.\d+\/([^/]+)\/messages\/?$/;
 const MEDIA_ID_PATH = /^\/v\d+\.\d+\/([^/]+)\/?$/;
+const MEDIA_UPLOAD_PATH = /^\/v\d+\.\d+\/(\d+)\/media\/?$/;
 // `+`, spaces, dashes and parentheses are accepted by Meta (WHATSAPP.md §2.1); wa_id keeps the digits.
 const PHONE = /^\+?[\d\s()-]+$/;
 // ISO country code, optional ENT (parent BSUID), then up to 128 alphanumerics (§1.10).
@@ -677,6 +678,22 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const handle: Http1Handler = async (req, closing) => {
     const at = new Date();
     const path = new URL(req.url).pathname;
+    if (req.method === "POST" && MEDIA_UPLOAD_PATH.test(path)) {
+      const answer = req.headers.get("authorization") === `Bearer ${accessToken}`
+        ? await media.upload(req)
+        : graphErrorResponse(
+          new GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token"),
+        );
+      received.push({
+        phoneNumberId: MEDIA_UPLOAD_PATH.exec(path)![1]!,
+        method: "POST",
+        path,
+        body: null,
+        status: answer.status,
+        at,
+      });
+      return answer;
+    }
     const match = MESSAGES_PATH.exec(path);
     const body = parseBody(await req.text());
     const phoneNumberId = match?.[1] ?? null;

@@ -33,9 +33,21 @@ export interface MediaDownload {
   completed: boolean;
 }
 
+/** A file uploaded with POST /{phone-number-id}/media. */
+export interface MediaUpload {
+  id: string;
+  type: string;
+  filename: string;
+  size: number;
+  sha256: string;
+}
+
 export interface FakeMedia {
   /** Answers GET /{media-id} (the fake Graph API routes it here after its token check). */
   resolve(mediaId: string): Promise<Response>;
+  /** Answers POST /{phone-number-id}/media: multipart messaging_product=whatsapp, file, type; {id}. */
+  upload(req: Request): Promise<Response>;
+  uploads: MediaUpload[];
   /** Gives an id a type and size instead of the ones derived from it; returns its declared sha256 (hex). */
   register(mediaId: string, spec: MediaSpec): Promise<string>;
   /** What GET /{media-id} declares for an id. */
@@ -108,6 +120,7 @@ export function startFakeMedia(options: { accessToken: string; clock?: () => num
   const faults = new Map<string, MediaFault[]>();
   const downloads: MediaDownload[] = [];
   const resolves = new Map<string, number>();
+  const uploads: MediaUpload[] = [];
   let urlsValidAfter = 0;
   let released: () => void = () => {};
   let releasing = new Promise<void>((resolve) => (released = resolve));
@@ -233,6 +246,37 @@ export function startFakeMedia(options: { accessToken: string; clock?: () => num
         id: mediaId,
       });
     },
+    async upload(req) {
+      const invalid = (message: string) =>
+        Response.json({
+          error: { message, type: "OAuthException", code: 100, fbtrace_id: "AfakeMediaTrace" },
+        }, {
+          status: 400,
+        });
+      let form: FormData;
+      try {
+        form = await req.formData();
+      } catch {
+        return invalid("(#100) The parameter file is required.");
+      }
+      const file = form.get("file");
+      if (form.get("messaging_product") !== "whatsapp") {
+        return invalid("(#100) The parameter messaging_product is required.");
+      }
+      if (!(file instanceof File)) return invalid("(#100) The parameter file is required.");
+      const type = String(form.get("type") ?? file.type);
+      const id = String(2_000_000_000_000_000 + uploads.length);
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      uploads.push({
+        id,
+        type,
+        filename: file.name,
+        size: bytes.length,
+        sha256: createHash("sha256").update(bytes).digest("hex"),
+      });
+      return Response.json({ id });
+    },
+    uploads,
     register(mediaId, spec) {
       specs.set(mediaId, spec);
       hashes.delete(mediaId);

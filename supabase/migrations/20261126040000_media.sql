@@ -506,11 +506,24 @@ revoke all on function authz.media_conversation_id(text) from public, anon;
 grant execute on function authz.media_conversation_id(text) to authenticated;
 
 -- The conversation subquery runs under the caller's RLS on public.conversations, so an object is readable (and
--- can be signed) exactly when its conversation is: the executive, her backup, her coordinator, admins.
--- Writes are the media worker's, as the service role; no policy lets a user write here.
+-- can be signed) exactly when its conversation is: the executive, her backup, her coordinator, admins. In
+-- whatsapp-media writes are the media worker's, as the service role; no policy lets a user write there. The
+-- outbound bucket (below) is read the same way.
 create policy "media are readable with their conversation" on storage.objects
   for select to authenticated
-  using (bucket_id = 'whatsapp-media'
+  using (bucket_id in ('whatsapp-media', 'whatsapp-outbox')
          and exists (select from public.conversations c where c.id = authz.media_conversation_id(objects.name)));
+
+-- Operators' outbound files: the frontend uploads to whatsapp-outbox at <conversation_id>/<name>, for a
+-- conversation it sees; send-message reads the file as that user (so these policies decide again), checks
+-- WhatsApp's types and sizes, uploads it to the Graph API and sends it by id.
+insert into storage.buckets (id, name, public, file_size_limit)
+values ('whatsapp-outbox', 'whatsapp-outbox', false, 100 * 1024 * 1024)
+on conflict (id) do nothing;
+
+create policy "outbound media are uploaded into a visible conversation" on storage.objects
+  for insert to authenticated
+  with check (bucket_id = 'whatsapp-outbox'
+              and exists (select from public.conversations c where c.id = authz.media_conversation_id(objects.name)));
 
 select wa.schedule_jobs();
