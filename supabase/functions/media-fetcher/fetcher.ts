@@ -3,7 +3,7 @@
 // then record it on the message. Permanent errors fail the message with their reason; others back off.
 import { errorMessage, log } from "../_shared/log.ts";
 import { baseMime, isMediaType, maxBytes, MEDIA_BUCKET, mediaPath } from "../_shared/media.ts";
-import { createStorageClient, type StorageClient } from "../_shared/storage.ts";
+import { createStorageClient, type StorageClient, StorageRequestError } from "../_shared/storage.ts";
 import type { Sql } from "../_shared/db.ts";
 import type { FetcherEnv } from "./config.ts";
 import { downloadMedia, MediaFetchError, resolveMedia, verifier } from "./download.ts";
@@ -48,7 +48,13 @@ async function store(env: FetcherEnv, storage: StorageClient, job: MediaJob, sig
     await storage.upload(MEDIA_BUCKET, path, res.body!.pipeThrough(check.stream), mimeType, signal);
   } catch (error) {
     // The check's own verdict first: it is why the upload was aborted.
-    throw check.failure() ?? error;
+    const verdict = check.failure();
+    if (verdict !== undefined) throw verdict;
+    // Over the project's Storage limit (the Free plan's 50 MB): no retry will fit it.
+    if (error instanceof StorageRequestError && error.status === 413) {
+      throw new MediaFetchError(`over the Storage file size limit: ${error.message}`, true);
+    }
+    throw error;
   }
   const verified = check.result();
   if (verified === undefined) {
