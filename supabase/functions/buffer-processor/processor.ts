@@ -329,7 +329,7 @@ export async function createProcessor(
       })
     );
   };
-  const agentPolicy = resilient({
+  const agentRules = {
     timeoutMs: env.AGENT_TIMEOUT_MS,
     maxAttempts: AGENT_ATTEMPTS,
     baseDelayMs: RETRY_BASE_DELAY_MS,
@@ -338,6 +338,9 @@ export async function createProcessor(
     breakerThreshold: env.BREAKER_THRESHOLD,
     halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
     clock,
+  };
+  const agentPolicy = resilient({
+    ...agentRules,
     initialState: saved.get("agent"),
     onBreakerChange: persist("agent"),
   });
@@ -356,17 +359,9 @@ export async function createProcessor(
   const storage = env.SUPABASE_URL !== undefined && env.SUPABASE_SERVICE_ROLE_KEY !== undefined
     ? createStorageClient(env.SUPABASE_URL, env.SUPABASE_SERVICE_ROLE_KEY)
     : undefined;
-  // Transcription is part of understanding the batch: the agent's timeout, retries and breaker (its own).
-  const transcribePolicy = resilient({
-    timeoutMs: env.AGENT_TIMEOUT_MS,
-    maxAttempts: AGENT_ATTEMPTS,
-    baseDelayMs: RETRY_BASE_DELAY_MS,
-    retryable: agentRetryable,
-    breaks: () => true,
-    breakerThreshold: env.BREAKER_THRESHOLD,
-    halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
-    clock,
-  });
+  // Transcription is part of understanding the batch: the agent's timeout, retries and breaker rules (a breaker
+  // of its own, not persisted: a transcription outage must not read as the agent's).
+  const transcribePolicy = resilient(agentRules);
   const media: MediaOptions = {
     sql,
     storage,
