@@ -245,3 +245,27 @@ mediaTest(
     }
   },
 );
+
+mediaTest(
+  "retention: kept by default; past the number's media_retention the object leaves the bucket",
+  async (rig, sql) => {
+    const { payload, wamids } = mediaWebhook([{ type: "image" }]);
+    await ingest(sql, payload);
+    const fetcher = createFetcher(rig.env, sql, "t");
+    await fetcher.drain();
+    const path = (await message(sql, wamids[0]!)).media_path!;
+    assert.equal((await fetcher.drain()).removed, 0, "nothing removed by default");
+    await sql`update wa.phone_numbers set media_retention = interval '30 days'
+            where phone_number_id = (select c.phone_number_id from public.conversations c
+                                     join public.messages m on m.conversation_id = c.id where m.wamid = ${wamids[
+      0
+    ]!})`;
+    await sql`update public.messages set received_at = now() - interval '31 days' where wamid = ${wamids[
+      0
+    ]!}`;
+    assert.equal((await fetcher.drain()).removed, 1);
+    assert.equal((await message(sql, wamids[0]!)).media_state, "removed");
+    assert.equal(await objectCount(sql, path), 0);
+    assert.equal(await filesOnDisk(rig.storageRoot), 0);
+  },
+);
