@@ -147,6 +147,13 @@ export type Database = {
           error: Json | null
           id: string
           idempotency_key: string | null
+          media_error: string | null
+          media_mime_type: string | null
+          media_path: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_state: string | null
+          media_transcript: string | null
           read_at: string | null
           read_by: string | null
           read_receipt_sent_at: string | null
@@ -167,6 +174,13 @@ export type Database = {
           error?: Json | null
           id?: string
           idempotency_key?: string | null
+          media_error?: string | null
+          media_mime_type?: string | null
+          media_path?: string | null
+          media_sha256?: string | null
+          media_size?: number | null
+          media_state?: string | null
+          media_transcript?: string | null
           read_at?: string | null
           read_by?: string | null
           read_receipt_sent_at?: string | null
@@ -187,6 +201,13 @@ export type Database = {
           error?: Json | null
           id?: string
           idempotency_key?: string | null
+          media_error?: string | null
+          media_mime_type?: string | null
+          media_path?: string | null
+          media_sha256?: string | null
+          media_size?: number | null
+          media_state?: string | null
+          media_transcript?: string | null
           read_at?: string | null
           read_by?: string | null
           read_receipt_sent_at?: string | null

@@ -63,6 +63,16 @@ export interface MessageRow {
   read_at: string | null;
   read_by: string | null;
   read_receipt_sent_at: string | null;
+  /** Inbound media (docs/media.md): pending, stored, failed (media_error says why) or removed by retention. */
+  media_state: "pending" | "stored" | "failed" | "removed" | null;
+  /** In the bucket whatsapp-media: `storage.from("whatsapp-media").createSignedUrl(media_path)`. */
+  media_path: string | null;
+  media_size: number | null;
+  media_sha256: string | null;
+  media_mime_type: string | null;
+  media_error: string | null;
+  /** A voice note's transcript, when transcription is configured. */
+  media_transcript: string | null;
 }
 
 /** A user's role, from their server-owned profile. */

@@ -5,6 +5,7 @@
 // It speaks HTTP/1.1 over a raw TCP listener rather than Deno.serve: Deno.serve always answers (a thrown
 // handler becomes a 500), so it cannot drop a connection, and its shutdown waits for a hung handler. Here a
 // dropped or hung request ends as the client would see it from Meta: a connection closed with no answer.
+import { type FakeMedia, startFakeMedia } from "./fake-media.ts";
 import { newWamid } from "./testing/whatsapp-fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -406,6 +407,8 @@ export interface FakeGraph {
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
+  /** GET /{media-id}, its download host and POST /{phone-number-id}/media (local/fake-media.ts). */
+  media: FakeMedia;
   /** Clears sent, received, readReceipts and the fault queue (the arrays are emptied in place). */
   reset: () => void;
   close: () => Promise<void>;
@@ -429,6 +432,8 @@ export interface FakeGraphOptions {
    * for a fixed latency or a random fault rate.
    */
   fault?: () => Fault | undefined;
+  /** The media download URLs' clock, epoch ms (default Date.now): they expire 5 minutes after issue. */
+  clock?: () => number;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -450,6 +455,8 @@ type MessageType = typeof MESSAGE_TYPES[number];
 const MEDIA_TYPES: readonly string[] = ["image", "audio", "video", "document", "sticker"];
 
 const MESSAGES_PATH = /^\/v\d+\.\d+\/([^/]+)\/messages\/?$/;
+const MEDIA_ID_PATH = /^\/v\d+\.\d+\/([^/]+)\/?$/;
+const MEDIA_UPLOAD_PATH = /^\/v\d+\.\d+\/(\d+)\/media\/?$/;
 // `+`, spaces, dashes and parentheses are accepted by Meta (WHATSAPP.md §2.1); wa_id keeps the digits.
 const PHONE = /^\+?[\d\s()-]+$/;
 // ISO country code, optional ENT (parent BSUID), then up to 128 alphanumerics (§1.10).
@@ -666,16 +673,40 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const received: ReceivedRequest[] = [];
   const readReceipts: string[] = [];
   const queue: Fault[] = [];
+  const media = startFakeMedia({ accessToken, clock: options.clock });
 
   const handle: Http1Handler = async (req, closing) => {
     const at = new Date();
     const path = new URL(req.url).pathname;
+    if (req.method === "POST" && MEDIA_UPLOAD_PATH.test(path)) {
+      const answer = req.headers.get("authorization") === `Bearer ${accessToken}`
+        ? await media.upload(req)
+        : graphErrorResponse(
+          new GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token"),
+        );
+      received.push({
+        phoneNumberId: MEDIA_UPLOAD_PATH.exec(path)![1]!,
+        method: "POST",
+        path,
+        body: null,
+        status: answer.status,
+        at,
+      });
+      return answer;
+    }
     const match = MESSAGES_PATH.exec(path);
     const body = parseBody(await req.text());
     const phoneNumberId = match?.[1] ?? null;
     const record = (status: number | null) => {
       received.push({ phoneNumberId, method: req.method, path, body, status, at });
     };
+
+    const mediaId = req.method === "GET" ? MEDIA_ID_PATH.exec(path)?.[1] : undefined;
+    if (mediaId !== undefined && req.headers.get("authorization") === `Bearer ${accessToken}`) {
+      const answer = await media.resolve(mediaId);
+      record(answer.status);
+      return answer;
+    }
 
     let valid: ValidSend | ValidRead;
     try {
@@ -787,13 +818,16 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     readReceipts,
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
+    media,
     reset: () => {
       sent.length = 0;
       received.length = 0;
       readReceipts.length = 0;
       queue.length = 0;
     },
-    close: server.close,
+    close: async () => {
+      await Promise.all([server.close(), media.close()]);
+    },
   });
 }
 

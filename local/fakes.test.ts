@@ -205,7 +205,8 @@ Deno.test("fake graph: invalid requests answer the Graph error envelope and are 
     );
     assertGraphError(await send(graph, textSend(), { method: "GET" }), 400, 100);
     assertGraphError(
-      await send(graph, textSend(), { url: `${graph.url}/v25.0/${PHONE_NUMBER_ID}/media` }),
+      // (media uploads are served: local/fake-media.ts)
+      await send(graph, textSend(), { url: `${graph.url}/v25.0/${PHONE_NUMBER_ID}/settings` }),
       404,
       100,
     );

@@ -6,6 +6,7 @@ import { type ApiKeys, createGateway, type Handler } from "./gateway.ts";
 import { startPostgrest } from "./postgrest.ts";
 import { createRealtimeServer } from "./realtime/server.ts";
 import { createStorageServer } from "./storage/server.ts";
+import { parse as parseToml } from "smol-toml";
 
 export interface ApiOptions {
   dbUrl: string;
@@ -46,6 +47,7 @@ export async function startApi(options: ApiOptions): Promise<Api> {
     dbUrl: options.dbUrl,
     jwtSecret: options.jwtSecret,
     root: options.storageRoot,
+    fileSizeLimit: await configuredFileSizeLimit(),
   });
   const realtime = createRealtimeServer({ dbUrl: options.dbUrl, jwtSecret: options.jwtSecret });
   const handler = createGateway({
@@ -62,6 +64,24 @@ export async function startApi(options: ApiOptions): Promise<Api> {
       await Promise.all([postgrest.close(), auth.close(), storage.close(), realtime.close()]);
     },
   };
+}
+
+const UNITS: Record<string, number> = {
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  KIB: 1024,
+  MIB: 1024 ** 2,
+  GIB: 1024 ** 3,
+};
+
+/** config.toml's [storage] file_size_limit ("100MiB", the CLI's units), or undefined for the CLI's default. */
+async function configuredFileSizeLimit(): Promise<number | undefined> {
+  const config = parseToml(await Deno.readTextFile(new URL("../supabase/config.toml", import.meta.url)));
+  const value = (config.storage as { file_size_limit?: unknown } | undefined)?.file_size_limit;
+  const match = typeof value === "string" ? /^([0-9]+)\s*([KMG]i?B|B)?$/i.exec(value) : null;
+  return match === null ? undefined : Number(match[1]) * UNITS[(match[2] ?? "B").toUpperCase()]!;
 }
 
 /** The four keys from the environment (supabase/.env.local holds the CLI's local ones). */

@@ -1,11 +1,14 @@
 // `npm start` / `npm run up`: one process serving the Supabase API on :54321 (the gateway in front of the real
-// PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent
-// and the buffer worker, so the whole backend runs end to end with no external account. Ports default to the
-// stack's (API 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
+// PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent,
+// the fake transcription endpoint, the buffer worker and the media worker, so the whole backend runs end to end
+// with no external account. Ports default to the stack's (API 54321 like `supabase start`, fake Graph API 54331,
+// demo agent 54332, fake transcription 54333).
 import { runWorker } from "./buffer-worker.ts";
+import { runMediaWorker } from "./media-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
 import { startFakeGraph } from "./fake-graph.ts";
+import { startFakeTranscribe } from "./fake-transcribe.ts";
 import { createRouter, loadFunctions } from "./functions-server.ts";
 import { type Api, apiKeys, startApi } from "./gateway-server.ts";
 import { authEnv, createVerifier } from "../supabase/functions/_shared/auth.ts";
@@ -29,6 +32,7 @@ const graph = await startFakeGraph({
     }),
 });
 const agent = await startDemoAgent({ port: port("DEMO_AGENT_PORT", 54332) });
+const transcribe = startFakeTranscribe({ port: port("FAKE_TRANSCRIBE_PORT", 54333) });
 const apiPort = port("FUNCTIONS_PORT", 54321);
 let api: Api;
 try {
@@ -50,6 +54,7 @@ try {
 const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
 const controller = new AbortController();
 const worker = runWorker({ signal: controller.signal });
+const mediaWorker = runMediaWorker({ signal: controller.signal });
 
 const base = `http://${server.addr.hostname}:${server.addr.port}`;
 log("info", {
@@ -59,16 +64,20 @@ log("info", {
   functions: `${base}/functions/v1/`,
   fake_graph_api: graph.url,
   demo_agent: agent.url,
+  fake_transcribe: transcribe.url,
   worker: "buffer worker running (LISTEN wa_buffer_due)",
+  media_worker: "media worker running (LISTEN wa_media_due)",
 });
 
 async function stop() {
   controller.abort();
   await worker.catch(() => {});
+  await mediaWorker.catch(() => {});
   await server.shutdown();
   await api.close();
   await graph.close();
   await agent.close();
+  await transcribe.close();
   Deno.exit(0);
 }
 for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => void stop());

@@ -57,8 +57,15 @@ interface ObjectRow {
 }
 
 export function createStorageServer(
-  options: { dbUrl: string; jwtSecret: string; root: string },
+  options: {
+    dbUrl: string;
+    jwtSecret: string;
+    root: string;
+    /** The project's upload limit, bytes (config.toml [storage] file_size_limit; default the CLI's 50MiB). */
+    fileSizeLimit?: number;
+  },
 ): StorageServer {
+  const fileSizeLimit = options.fileSizeLimit ?? FILE_SIZE_LIMIT;
   const sql = postgres(options.dbUrl, { max: 4, onnotice: () => {} });
   const verify: Verifier = createVerifier({ JWT_SECRET: options.jwtSecret });
   const signingKey = new TextEncoder().encode(options.jwtSecret);
@@ -115,7 +122,7 @@ export function createStorageServer(
     const bytes = match === null ? (typeof value === "number" ? value : NaN) : Number(match[1]) *
       ({ gb: 1e9, mb: 1e6, kb: 1e3, b: 1 } as Record<string, number>)[match[2]!.toLowerCase()]!;
     if (!Number.isFinite(bytes) || bytes < 0) throw errors.invalidRequest("Invalid file size format");
-    if (bytes > FILE_SIZE_LIMIT) throw errors.entityTooLarge();
+    if (bytes > fileSizeLimit) throw errors.entityTooLarge();
     return Math.floor(bytes);
   }
 
@@ -319,7 +326,7 @@ export function createStorageServer(
     if (allowed.length > 0 && !mimeAllowed(file.mimeType, allowed)) {
       throw errors.invalidMimeType(file.mimeType);
     }
-    const limit = Math.min(FILE_SIZE_LIMIT, Number(bucket.file_size_limit ?? FILE_SIZE_LIMIT));
+    const limit = Math.min(fileSizeLimit, Number(bucket.file_size_limit ?? fileSizeLimit));
     if ((file.declaredLength ?? 0) > limit) throw errors.entityTooLarge();
     const row = (version: string, metadata: object) => ({
       bucket_id: bucketId,

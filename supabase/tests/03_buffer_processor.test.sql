@@ -298,7 +298,8 @@ select wa.complete_buffer(pg_temp.fence('f0', 'Fabi'), pg_temp.seq('wamid.F0'));
 select pg_temp.say('wamid.F1', 'Fabi', 'hola', pg_temp.t('00:31:00'));
 select pg_temp.inbound('wamid.F2', 'Fabi', 'image',
   '{"id": "media1", "mime_type": "image/jpeg", "sha256": "abc", "caption": "my car"}', pg_temp.t('00:31:02'));
-select is(pg_temp.claim('f1', pg_temp.t('00:31:15')), 1, 'setup: Fabi''s burst of text and image is claimed');
+-- Due at 00:31:12, held for the image's fetch until 00:31:17 (its number's media_wait: docs/media.md).
+select is(pg_temp.claim('f1', pg_temp.t('00:31:18')), 1, 'setup: Fabi''s burst of text and image is claimed');
 
 select is(wa.batch_reply_key(pg_temp.conv('Fabi'), pg_temp.fence('f1', 'Fabi')),
   'agent-reply:' || pg_temp.conv('Fabi') || ':' || pg_temp.seq('wamid.F1'),

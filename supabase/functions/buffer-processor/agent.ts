@@ -45,8 +45,12 @@ export function agentRequest(context: AgentContext): Record<string, unknown> {
   };
 }
 
-function messageLine(message: { type: string; text?: string | null }): string {
-  return message.type === "text" ? message.text ?? "" : `[${message.type}] ${message.text ?? ""}`.trim();
+function messageLine(
+  message: { type: string; text?: string | null; media?: { transcript?: string } },
+): string {
+  // A voice note reads as what was said.
+  const text = message.media?.transcript ?? message.text;
+  return message.type === "text" ? text ?? "" : `[${message.type}] ${text ?? ""}`.trim();
 }
 
 /** Chat messages for the openai kind: history as user/assistant turns, then the batch as one user turn. */

@@ -47,6 +47,14 @@ export const processorEnv = z.object({
   // Wall-clock budget of one HTTP invocation: well inside the Edge Functions limit (150 s on the free plan).
   PROCESSOR_TIME_BUDGET_MS: z.coerce.number().int().min(1_000).max(140_000).default(100_000),
   PROCESSOR_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
+  // Storage, for the signed URLs of a batch's media (set by the platform on Supabase); without them the agent
+  // gets each file's state but no URL.
+  SUPABASE_URL: httpUrl.optional(),
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1).optional(),
+  // Voice notes transcribed by any OpenAI-compatible /audio/transcriptions endpoint under this base URL.
+  TRANSCRIBE_URL: httpUrl.optional(),
+  TRANSCRIBE_API_KEY: z.string().optional(),
+  TRANSCRIBE_MODEL: z.string().default("whisper-1"),
 }).superRefine((env, ctx) => {
   // A lease that runs out while the agent is still answering lets a second worker claim the batch and ask the
   // agent again: refuse to start rather than let every slow answer do that. (The send is covered: the lease is

@@ -7,7 +7,7 @@ import { createHandler, HttpError, json } from "../_shared/http.ts";
 import { processorEnv } from "./config.ts";
 import { createProcessor, type Processor } from "./processor.ts";
 
-export const env = processorEnv.extend(authEnv.shape);
+export const env = processorEnv.safeExtend(authEnv.shape);
 
 let processor: Promise<Processor> | undefined;
 let verifier: Verifier | undefined;

@@ -5,7 +5,15 @@ import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
 import { type Agent, type AgentAnswer, agentRetryable, createAgent } from "./agent.ts";
-import { AGENT_ATTEMPTS, GRAPH_ATTEMPTS, type ProcessorEnv, RETRY_BASE_DELAY_MS } from "./config.ts";
+import {
+  AGENT_ATTEMPTS,
+  agentWorstCaseMs,
+  GRAPH_ATTEMPTS,
+  type ProcessorEnv,
+  RETRY_BASE_DELAY_MS,
+} from "./config.ts";
+import { attachMedia, createTranscriber, type MediaOptions } from "./media.ts";
+import { createStorageClient } from "../_shared/storage.ts";
 import {
   createGraphClient,
   graphBreaks,
@@ -67,6 +75,7 @@ interface Dependencies {
   graph: GraphClient;
   workerId: string;
   breakers: () => Record<string, BreakerState>;
+  media: MediaOptions;
 }
 
 /** The Graph API request for a text reply. */
@@ -178,6 +187,7 @@ function processorFrom(deps: Dependencies): Processor {
     }
     const context = await store.context(claim.fence);
     if (context === null) return "stale";
+    await attachMedia(deps.media, claim.fence, context);
     const existing = context.existing_reply;
     // While paused nothing goes out: no new reply, and no failed one sent again.
     if (context.bot_paused && (existing === null || existing.status === "failed")) {
@@ -319,7 +329,7 @@ export async function createProcessor(
       })
     );
   };
-  const agentPolicy = resilient({
+  const agentRules = {
     timeoutMs: env.AGENT_TIMEOUT_MS,
     maxAttempts: AGENT_ATTEMPTS,
     baseDelayMs: RETRY_BASE_DELAY_MS,
@@ -328,6 +338,9 @@ export async function createProcessor(
     breakerThreshold: env.BREAKER_THRESHOLD,
     halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
     clock,
+  };
+  const agentPolicy = resilient({
+    ...agentRules,
     initialState: saved.get("agent"),
     onBreakerChange: persist("agent"),
   });
@@ -343,9 +356,25 @@ export async function createProcessor(
     initialState: saved.get("graph"),
     onBreakerChange: persist("graph"),
   });
+  const storage = env.SUPABASE_URL !== undefined && env.SUPABASE_SERVICE_ROLE_KEY !== undefined
+    ? createStorageClient(env.SUPABASE_URL, env.SUPABASE_SERVICE_ROLE_KEY)
+    : undefined;
+  // Transcription is part of understanding the batch: the agent's timeout, retries and breaker rules (a breaker
+  // of its own, not persisted: a transcription outage must not read as the agent's).
+  const transcribePolicy = resilient(agentRules);
+  const media: MediaOptions = {
+    sql,
+    storage,
+    urlSeconds: agentWorstCaseMs(env.AGENT_TIMEOUT_MS) / 1000,
+    transcriber: env.TRANSCRIBE_URL === undefined || storage === undefined ? undefined : createTranscriber(
+      { url: env.TRANSCRIBE_URL, apiKey: env.TRANSCRIBE_API_KEY, model: env.TRANSCRIBE_MODEL, storage },
+      transcribePolicy,
+    ),
+  };
   return processorFrom({
     env,
     store,
+    media,
     agent: createAgent(env, agentPolicy),
     graph: createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
     workerId,

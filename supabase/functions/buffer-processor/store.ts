@@ -28,7 +28,19 @@ export interface BatchMessage {
   text?: string;
   sent_at: string;
   context_wamid?: string;
-  media?: { id?: string; mime_type?: string; caption?: string; filename?: string };
+  media?: { id?: string; mime_type?: string; caption?: string; filename?: string } & Partial<MediaAttachment>;
+}
+
+/** A media message's file as the agent gets it (buffer-processor/media.ts). */
+export interface MediaAttachment {
+  state: "pending" | "stored" | "failed" | "removed";
+  /** Signed, valid as long as the agent may take. */
+  url?: string;
+  mime_type?: string;
+  size?: number;
+  transcript?: string;
+  error?: string;
+  note?: string;
 }
 
 /** The bot's state for a conversation; version 0 means it has never been written. */

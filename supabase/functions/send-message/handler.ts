@@ -19,12 +19,16 @@ import { errorMessage, log } from "../_shared/log.ts";
 import { takeToken } from "../_shared/ratelimit.ts";
 import { resilient } from "../_shared/resilience.ts";
 import { messageBody, readRequest, sendRequest } from "./request.ts";
+import { uploadOutboundMedia } from "./outbound-media.ts";
+import type { MediaType } from "../_shared/media.ts";
 
 export const env = authEnv.extend({
   SUPABASE_DB_URL: postgresUrl,
   WHATSAPP_API_BASE: httpUrl.default("https://graph.facebook.com/v25.0"),
   WHATSAPP_ACCESS_TOKEN: secret(8),
   GRAPH_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  // Sent beside the user's JWT to Storage (media.path), as the API gateway asks.
+  SUPABASE_ANON_KEY: z.string().optional(),
 });
 type Env = z.infer<typeof env>;
 
@@ -72,6 +76,9 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
   await takeToken(sql, `user:${actor}`, "chat");
   const request = await readJson(req, sendRequest);
   const to = await recipient(sql, request.conversation_id);
+  if (request.type !== "text" && request.type !== "template" && request.media.path !== undefined) {
+    request.media = { ...request.media, path: undefined, id: await outboundMediaId(req, env, to, request) };
+  }
   const payload = {
     messaging_product: "whatsapp",
     recipient_type: "individual",
@@ -116,6 +123,31 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
         retryable: result.retryable,
       });
   }
+}
+
+/** A Storage path's file uploaded to WhatsApp (outbound-media.ts). */
+function outboundMediaId(
+  req: Request,
+  env: Env,
+  to: { phone_number_id: string },
+  request: { conversation_id: string; type: MediaType; media: { path?: string } },
+): Promise<string> {
+  if (env.SUPABASE_URL === undefined) {
+    throw new HttpError(500, "storage_not_configured", "SUPABASE_URL is needed to send a file from Storage");
+  }
+  return uploadOutboundMedia({
+    supabaseUrl: env.SUPABASE_URL,
+    apiKey: env.SUPABASE_ANON_KEY,
+    userJwt: (req.headers.get("authorization") ?? "").replace(/^Bearer\s+/i, ""),
+    apiBase: env.WHATSAPP_API_BASE,
+    accessToken: env.WHATSAPP_ACCESS_TOKEN,
+    timeoutMs: env.GRAPH_TIMEOUT_MS,
+  }, {
+    conversationId: request.conversation_id,
+    phoneNumberId: to.phone_number_id,
+    type: request.type,
+    path: request.media.path!,
+  });
 }
 
 async function markRead(req: Request, env: Env, actor: string, sql: Sql) {

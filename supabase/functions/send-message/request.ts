@@ -33,10 +33,12 @@ export const sendRequest = z.discriminatedUnion("type", [
     media: z.strictObject({
       id: z.string().min(1).optional(),
       link: z.url({ protocol: /^https$/, error: "must be an https URL" }).optional(),
+      // A file the frontend uploaded to the whatsapp-outbox bucket: <conversation_id>/<name> (docs/media.md).
+      path: z.string().min(1).max(1024).optional(),
       caption: z.string().max(1024).optional(),
       filename: z.string().max(240).optional(),
-    }).refine((media) => (media.id === undefined) !== (media.link === undefined), {
-      error: "give exactly one of media.id (uploaded) or media.link",
+    }).refine((media) => [media.id, media.link, media.path].filter((x) => x !== undefined).length === 1, {
+      error: "give exactly one of media.id (uploaded), media.link or media.path (in whatsapp-outbox)",
     }),
   }),
 ]);
@@ -58,6 +60,7 @@ export function messageBody(request: SendRequest): SendPayload {
       };
     }
     default: {
+      // A path is uploaded and replaced by its media id before the body is built (outbound-media.ts).
       const { id, link, caption, filename } = request.media;
       const object = {
         ...(id === undefined ? { link } : { id }),
