@@ -5,6 +5,7 @@
 // It speaks HTTP/1.1 over a raw TCP listener rather than Deno.serve: Deno.serve always answers (a thrown
 // handler becomes a 500), so it cannot drop a connection, and its shutdown waits for a hung handler. Here a
 // dropped or hung request ends as the client would see it from Meta: a connection closed with no answer.
+import { createLimiter, type FakeLimits } from "./fake-limits.ts";
 import { newWamid } from "./testing/whatsapp-fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -403,6 +404,8 @@ export interface FakeGraph {
   received: ReceivedRequest[];
   /** Message ids of accepted mark-as-read requests, in order. */
   readReceipts: string[];
+  /** Requests refused by the `limits` (not by injected faults), by code: 130429 and 131056. */
+  throttled: Record<130429 | 131056, number>;
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
@@ -429,6 +432,8 @@ export interface FakeGraphOptions {
    * for a fixed latency or a random fault rate.
    */
   fault?: () => Fault | undefined;
+  /** Enforce the number's throughput and the pair rate as Meta does (see fake-limits.ts); default: none. */
+  limits?: FakeLimits;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -666,6 +671,8 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const received: ReceivedRequest[] = [];
   const readReceipts: string[] = [];
   const queue: Fault[] = [];
+  const throttled = { 130429: 0, 131056: 0 };
+  const limiter = options.limits && createLimiter(options.limits);
 
   const handle: Http1Handler = async (req, closing) => {
     const at = new Date();
@@ -716,6 +723,16 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       return graphErrorResponse(error);
     }
 
+    const verdict = limiter?.check(
+      phoneNumberId,
+      valid.kind === "send" ? valid.contact.wa_id ?? valid.contact.user_id ?? null : null,
+      Date.now(),
+    ) ?? "ok";
+    if (verdict !== "ok") {
+      throttled[verdict]++;
+      record(400);
+      return graphErrorResponse(new GraphError(400, verdict, titled(verdict)));
+    }
     // Only requests Meta would accept meet a fault: a malformed one is refused before anything else.
     const fault = queue.shift() ?? options.fault?.();
     const accept = (): Response => {
@@ -785,6 +802,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     sent,
     received,
     readReceipts,
+    throttled,
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
     reset: () => {
@@ -792,6 +810,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       received.length = 0;
       readReceipts.length = 0;
       queue.length = 0;
+      throttled[130429] = throttled[131056] = 0;
     },
     close: server.close,
   });

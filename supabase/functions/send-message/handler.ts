@@ -14,6 +14,7 @@ import {
   graphRetryable,
   recipientOf,
 } from "../_shared/graph.ts";
+import { governed, INTERACTIVE } from "../_shared/governor.ts";
 import { createHandler, HttpError, json, readJson } from "../_shared/http.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { takeToken } from "../_shared/ratelimit.ts";
@@ -97,7 +98,7 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     logFields.duplicate = true;
     return json(view(stored.status, stored.wamid, stored.error));
   }
-  const result = await graphClient(env).send(to.phone_number_id, stored.body);
+  const result = await governed(graphClient(env), sql, INTERACTIVE).send(to.phone_number_id, stored.body);
   switch (result.kind) {
     case "sent": {
       const [row] = await sql<{ status: string }[]>`
@@ -127,7 +128,10 @@ async function markRead(req: Request, env: Env, actor: string, sql: Sql) {
   let receiptSent = false;
   if (row?.receipt_wamid) {
     // Settled: blue ticks are a courtesy; the read state is already stored.
-    receiptSent = await graphClient(env).markRead(row.phone_number_id, row.receipt_wamid).catch((error) => {
+    receiptSent = await governed(graphClient(env), sql, INTERACTIVE).markRead(
+      row.phone_number_id,
+      row.receipt_wamid,
+    ).catch((error) => {
       log("warn", { function: "send-message", job: "read-receipt", error: errorMessage(error) });
       return false;
     });
