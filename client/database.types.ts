@@ -465,6 +465,26 @@ export type Database = {
           status: string
           team_id: string
           unread_count: number
+          window_closes_at: string
+        }[]
+      }
+      list_templates: {
+        Args: {
+          p_language?: string
+          p_phone_number_id?: string
+          p_status?: string
+        }
+        Returns: {
+          category: string
+          components: Json
+          language: string
+          name: string
+          parameter_format: string
+          parameters: Json
+          quality: string
+          status: string
+          template_id: string
+          waba_id: string
         }[]
       }
       ops_metrics: { Args: Record<PropertyKey, never>; Returns: Json }

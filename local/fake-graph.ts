@@ -6,6 +6,7 @@
 // handler becomes a 500), so it cannot drop a connection, and its shutdown waits for a hung handler. Here a
 // dropped or hung request ends as the client would see it from Meta: a connection closed with no answer.
 import { createLimiter, type FakeLimits } from "./fake-limits.ts";
+import { type FakeTemplate, templatesPage } from "./fake-templates.ts";
 import { newWamid } from "./testing/whatsapp-fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -434,6 +435,8 @@ export interface FakeGraphOptions {
   fault?: () => Fault | undefined;
   /** Enforce the number's throughput and the pair rate as Meta does (see fake-limits.ts); default: none. */
   limits?: FakeLimits;
+  /** Templates by WABA id, served paged by GET /{waba-id}/message_templates (the object may change). */
+  templates?: Record<string, FakeTemplate[]>;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -455,6 +458,7 @@ type MessageType = typeof MESSAGE_TYPES[number];
 const MEDIA_TYPES: readonly string[] = ["image", "audio", "video", "document", "sticker"];
 
 const MESSAGES_PATH = /^\/v\d+\.\d+\/([^/]+)\/messages\/?$/;
+const TEMPLATES_PATH = /^\/v\d+\.\d+\/(\d+)\/message_templates\/?$/;
 // `+`, spaces, dashes and parentheses are accepted by Meta (WHATSAPP.md §2.1); wa_id keeps the digits.
 const PHONE = /^\+?[\d\s()-]+$/;
 // ISO country code, optional ENT (parent BSUID), then up to 128 alphanumerics (§1.10).
@@ -684,6 +688,16 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       received.push({ phoneNumberId, method: req.method, path, body, status, at });
     };
 
+    const templates = TEMPLATES_PATH.exec(path)?.[1];
+    if (req.method === "GET" && templates !== undefined && options.templates !== undefined) {
+      const authorized = req.headers.get("authorization") === `Bearer ${accessToken}`;
+      record(authorized ? 200 : 401);
+      return authorized
+        ? templatesPage(options.templates[templates] ?? [], new URL(req.url))
+        : graphErrorResponse(
+          new GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token"),
+        );
+    }
     let valid: ValidSend | ValidRead;
     try {
       if (phoneNumberId === null) {

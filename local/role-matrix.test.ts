@@ -289,6 +289,20 @@ function calls(f: Fixture): Call[] {
       },
     },
     {
+      object: "rpc list_templates",
+      method: "POST",
+      path: "/rpc/list_templates",
+      body: { p_phone_number_id: crypto.randomUUID() },
+      idOf: (row) => String(row.template_id),
+      expect: {
+        anon: anonDenied,
+        executive: all([]),
+        coordinator: all([]),
+        admin: all([]),
+        service_role: userDenied,
+      },
+    },
+    {
       object: "rpc ops_metrics",
       method: "POST",
       path: "/rpc/ops_metrics",

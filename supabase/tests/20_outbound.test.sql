@@ -2,7 +2,7 @@
 -- and bot/operator priority, the pair rate with bursts, 130429 and 131056 backoff). Concurrency and the Graph
 -- API path are in supabase/functions/_shared/governor.test.ts and bench/campaigns.ts.
 begin;
-select plan(16);
+select plan(26);
 
 create function pg_temp.t(p_ms numeric) returns timestamptz language sql immutable as $$
   select '2026-01-01 00:00:00+00'::timestamptz + p_ms * interval '1 millisecond'
@@ -64,6 +64,59 @@ select results_eq(
   $$values (1000), (4000), (16000)$$, '131056 in a row backs the pair off 4^X s: 1, 4, 16 s');
 select throws_ok($$select * from pg_temp.slot('gov-80', 'x', 'urgent', 0)$$, '22023', null,
   'an unknown priority is refused');
+
+-- ---------------------------------------------------------------------------------------------
+-- Templates: the catalogue, its webhooks, list_templates
+-- ---------------------------------------------------------------------------------------------
+select is(wa.upsert_templates('WABA1', $$[
+  {"id": "T1", "name": "seguimiento", "language": "es_MX", "status": "APPROVED", "category": "MARKETING",
+   "quality_score": {"score": "GREEN"},
+   "components": [{"type": "HEADER", "format": "IMAGE"}, {"type": "BODY", "text": "Hola {{1}}, {{2}}"},
+                  {"type": "BUTTONS", "buttons": [{"type": "URL", "url": "https://x.mx/{{1}}"}]}]},
+  {"id": "T2", "name": "cita", "language": "es_MX", "status": "PENDING", "category": "UTILITY",
+   "parameter_format": "named", "components": [{"type": "BODY", "text": "Tu cita {{fecha}}"}]}]$$::jsonb), 2,
+  'a page of the Graph API''s templates is stored');
+select is((select parameters from wa.message_templates where template_id = 'T1'),
+  $$[{"component": "header", "name": "header", "type": "image"},
+     {"component": "body", "name": "1", "type": "text"}, {"component": "body", "name": "2", "type": "text"},
+     {"component": "button", "index": 0, "name": "1", "type": "text"}]$$::jsonb,
+  'its parameters are derived from the components: media header, body placeholders, URL button suffix');
+select is(wa.apply_account_changes(tests.webhook(jsonb_build_array(jsonb_build_object(
+  'field', 'message_template_status_update', 'value', jsonb_build_object('event', 'APPROVED',
+  'message_template_id', 'T2', 'message_template_name', 'cita', 'message_template_language', 'es_MX',
+  'reason', 'NONE'))))), 1, 'message_template_status_update is applied');
+select is((select status from wa.message_templates where template_id = 'T2'), 'APPROVED',
+  'the template is APPROVED by its status webhook');
+select wa.apply_account_changes(tests.webhook(jsonb_build_array(jsonb_build_object(
+  'field', 'message_template_quality_update', 'value', jsonb_build_object('previous_quality_score', 'GREEN',
+  'new_quality_score', 'YELLOW', 'message_template_id', 'T1', 'message_template_name', 'seguimiento',
+  'message_template_language', 'es_MX')))));
+select is((select quality from wa.message_templates where template_id = 'T1'), 'YELLOW',
+  'message_template_quality_update sets the quality');
+select wa.apply_account_changes(tests.webhook(jsonb_build_array(jsonb_build_object(
+  'field', 'template_category_update', 'value', jsonb_build_object('previous_category', 'UTILITY',
+  'new_category', 'MARKETING', 'message_template_id', 'T2', 'message_template_name', 'cita',
+  'message_template_language', 'es_MX')))));
+select is((select category from wa.message_templates where template_id = 'T2'), 'MARKETING',
+  'template_category_update sets the category');
+select wa.apply_account_changes(tests.webhook(jsonb_build_array(jsonb_build_object(
+  'field', 'message_template_status_update', 'value', jsonb_build_object('event', 'PAUSED',
+  'message_template_id', 'T9', 'message_template_name', 'nueva', 'message_template_language', 'en_US')))));
+select is((select status from wa.message_templates where template_id = 'T9'), 'PAUSED',
+  'a webhook about a template the catalogue lacks adds it');
+
+insert into wa.phone_numbers (phone_number_id, waba_id) values ('tpl-pn', 'WABA1');
+select tests.create_user('tpl-exec@wabase.test');
+select tests.authenticate_as((select id from auth.users where email = 'tpl-exec@wabase.test'));
+select results_eq($$select name, language, status from public.list_templates('tpl-pn')$$,
+  $$values ('cita', 'es_MX', 'APPROVED'), ('seguimiento', 'es_MX', 'APPROVED')$$,
+  'list_templates gives a user the approved templates of a number''s account');
+select results_eq($$select name from public.list_templates(p_status => null, p_language => 'en_US')$$,
+  $$values ('nueva')$$, 'and filters by language and status');
+select tests.clear_authentication();
+select throws_ok($$select wa.check_template_send('tpl-pn', '{"name": "seguimiento", "language": {"code": "es_MX"},
+  "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}')$$, 'P0422', null,
+  'a template send with the wrong parameters is refused');
 
 select * from finish();
 rollback;

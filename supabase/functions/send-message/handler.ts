@@ -20,6 +20,7 @@ import { errorMessage, log } from "../_shared/log.ts";
 import { takeToken } from "../_shared/ratelimit.ts";
 import { resilient } from "../_shared/resilience.ts";
 import { messageBody, readRequest, sendRequest } from "./request.ts";
+import { checkTemplate, withWindowTemplates } from "./templates.ts";
 
 export const env = authEnv.extend({
   SUPABASE_DB_URL: postgresUrl,
@@ -79,9 +80,15 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     ...recipientOf(to),
     ...messageBody(request),
   };
-  const [stored] = await sql<StoredMessage[]>`
+  if (payload.type === "template") await checkTemplate(sql, to.phone_number_id, payload.template);
+  const [stored] = await withWindowTemplates(
+    sql,
+    request.conversation_id,
+    () =>
+      sql<StoredMessage[]>`
     select * from wa.begin_operator_send(${actor}, ${request.conversation_id}, ${request.client_id}, ${request.type},
-                                         ${JSON.stringify(payload)}::text::jsonb)`;
+                                         ${JSON.stringify(payload)}::text::jsonb)`,
+  );
   if (stored === undefined) throw new Error("wa.begin_operator_send returned no row");
   Object.assign(logFields, { conversation_id: request.conversation_id, client_id: request.client_id });
   const view = (status: string, wamid: string | null, error: unknown) => ({

@@ -74,7 +74,8 @@ export async function ingest(sql: Sql, payload: string, repair?: Repair): Promis
   try {
     const [row] = await sql<{ counts: IngestCounts }[]>`
       select wa.ingest_webhook(${payload}::text::jsonb, p_raw_body => ${repair?.rawBody ?? null},
-                               p_error => ${repair?.reason ?? null}) as counts`;
+                               p_error => ${repair?.reason ?? null}) as counts,
+             wa.apply_account_changes(${payload}::text::jsonb) as account_changes`;
     if (row === undefined) throw new Error("wa.ingest_webhook returned no row");
     return { kind: "ingested", counts: row.counts, repaired: repair?.reason ?? null };
   } catch (error) {
