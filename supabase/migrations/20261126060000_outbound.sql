@@ -423,7 +423,7 @@ comment on function public.list_templates(text, text, text) is
   'category, status, quality, parameter format, the parameters a send fills and the components. Any active '
   'user (PT403 no_profile otherwise). Caller: the frontend.';
 
-create function wa.check_template_send(p_phone_number_id text, p_template jsonb)
+create function wa.check_template_send(p_phone_number_id text, p_template jsonb, p_errcode text default 'P0422')
 returns wa.message_templates
 language plpgsql
 stable
@@ -441,11 +441,11 @@ begin
   where n.phone_number_id = p_phone_number_id and t.name = v_name and t.language = v_language;
   if not found then
     raise exception 'no template % in % for this number''s WhatsApp Business account', v_name, v_language
-      using errcode = 'P0422', hint = 'template_not_found';
+      using errcode = p_errcode, hint = 'template_not_found';
   end if;
   if v_template.status <> 'APPROVED' then
     raise exception 'template % (%) is %, not APPROVED', v_name, v_language, v_template.status
-      using errcode = 'P0422', hint = 'template_not_approved';
+      using errcode = p_errcode, hint = 'template_not_approved';
   end if;
   -- What the send gives, in the catalogue's terms: per component (and button index), the parameter types.
   select coalesce(jsonb_agg(jsonb_build_object('component', k.component, 'index', k.idx, 'type', k.type)
@@ -468,17 +468,18 @@ begin
   if v_given is distinct from v_expected then
     raise exception 'template % (%) takes % parameter(s), the send gives % that do not match', v_name, v_language,
       jsonb_array_length(v_expected), jsonb_array_length(v_given)
-      using errcode = 'P0422', hint = 'template_parameters',
+      using errcode = p_errcode, hint = 'template_parameters',
             detail = jsonb_build_object('expected', v_template.parameters)::text;
   end if;
   return v_template;
 end;
 $$;
-comment on function wa.check_template_send(text, jsonb) is
+comment on function wa.check_template_send(text, jsonb, text) is
   'Checks a template send (the Cloud API''s template object) from p_phone_number_id against the catalogue of '
   'its WhatsApp Business account before any API call: P0422 template_not_found (no such name and language), '
   'template_not_approved (status other than APPROVED), template_parameters (count or types per component do '
-  'not match; DETAIL holds the expected parameters). Returns the template. Callers: send-message, campaigns.';
+  'not match; DETAIL holds the expected parameters); p_errcode PT422 for public RPCs (PostgREST''s 422). '
+  'Returns the template. Callers: send-message, campaigns.';
 
 create function wa.window_templates(p_conversation_id uuid)
 returns jsonb
@@ -507,7 +508,7 @@ comment on function wa.window_templates(uuid) is
 
 revoke all on function wa.template_parameters(jsonb), wa.upsert_templates(text, jsonb, timestamptz),
   wa.finish_template_sync(text, timestamptz), wa.apply_template_changes(jsonb, timestamptz),
-  wa.check_template_send(text, jsonb), wa.window_templates(uuid)
+  wa.check_template_send(text, jsonb, text), wa.window_templates(uuid)
   from public, anon, authenticated, service_role;
 revoke all on function public.list_templates(text, text, text) from public, anon, service_role;
 grant execute on function public.list_templates(text, text, text) to authenticated;
@@ -530,6 +531,583 @@ comment on function wa.apply_account_changes(jsonb, timestamptz) is
   'the statement of wa.ingest_webhook (one transaction).';
 revoke all on function wa.apply_account_changes(jsonb, timestamptz) from public, anon, authenticated, service_role;
 
+-- ============================================================================================
+-- Opt-outs: a contact who stopped marketing messages (Meta's user_preferences webhook, 131050, or an
+-- operator) gets no campaign message and no manual marketing template until resumed
+-- ============================================================================================
+alter table public.contacts
+  add column marketing_opted_out_at timestamptz,
+  -- user_preferences webhook, graph 131050, or operator:<profile id>.
+  add column marketing_opt_out_source text;
+
+-- ============================================================================================
+-- Campaigns: a template sent to many contacts, each recipient a durable row sent once through the governor
+-- ============================================================================================
+create table public.campaigns (
+  id uuid primary key default gen_random_uuid(),
+  -- The team whose topic hears its progress; null: an admin's campaign for no team.
+  team_id uuid references public.teams (id),
+  phone_number_id text not null references wa.phone_numbers (phone_number_id),
+  name text not null check (name <> ''),
+  template_name text not null,
+  template_language text not null,
+  -- running (sends from starts_at), paused, cancelled, completed.
+  status text not null default 'running' check (status in ('running', 'paused', 'cancelled', 'completed')),
+  starts_at timestamptz not null,
+  -- Local hours [window_start_hour, window_end_hour) in time_zone when sends may go; null: any time.
+  window_start_hour smallint check (window_start_hour between 0 and 23),
+  window_end_hour smallint check (window_end_hour between 1 and 24),
+  time_zone text not null default 'UTC',
+  created_by uuid references public.profiles (id),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- When progress was last broadcast (at most once a second).
+  progress_at timestamptz,
+  constraint campaigns_window check ((window_start_hour is null) = (window_end_hour is null))
+);
+create index campaigns_team_id_idx on public.campaigns (team_id);
+comment on table public.campaigns is
+  'Follow-up campaigns: one approved template to many contacts from one business number, sent by the campaign '
+  'workers through the send governor after every other message of that number.';
+alter table public.campaigns enable row level security;
+revoke all on public.campaigns from anon, authenticated;
+grant select on public.campaigns to authenticated;
+create policy "team members read their team's campaigns, admins all" on public.campaigns
+  for select to authenticated
+  using (team_id = any ((select authz.visible_teams())::uuid[]) or (select authz.my_role()) = 'admin');
+
+create table wa.campaign_recipients (
+  id bigint generated always as identity primary key,
+  campaign_id uuid not null references public.campaigns (id) on delete cascade,
+  contact_id uuid not null references public.contacts (id),
+  -- The template's components for this recipient, as the Cloud API takes them.
+  components jsonb not null default '[]'::jsonb,
+  -- queued -> sending (leased) -> sent | failed | queued again (retryable); skipped (opted out); cancelled.
+  state text not null default 'queued'
+    check (state in ('queued', 'sending', 'sent', 'failed', 'skipped', 'cancelled')),
+  due_at timestamptz not null,
+  lease_until timestamptz,
+  claimed_by text,
+  attempts integer not null default 0,
+  message_id uuid references public.messages (id),
+  error_code integer,
+  reason text,
+  updated_at timestamptz not null default now(),
+  constraint campaign_recipients_once unique (campaign_id, contact_id)
+);
+create index campaign_recipients_due_idx on wa.campaign_recipients (due_at) where state = 'queued';
+create index campaign_recipients_lease_idx on wa.campaign_recipients (lease_until) where state = 'sending';
+create index campaign_recipients_campaign_state_idx on wa.campaign_recipients (campaign_id, state);
+create index campaign_recipients_message_id_idx on wa.campaign_recipients (message_id);
+comment on table wa.campaign_recipients is
+  'One row per (campaign, contact): its components and send state. The outbound message is written under '
+  'the key campaign:<id> before the send, so whatever crashes, one message per (campaign, contact).';
+revoke all on table wa.campaign_recipients from public, anon, authenticated, service_role;
+
+-- A campaign message tells its recipient row in biz_opaque_callback_data, which Meta echoes on its statuses:
+-- a send whose worker died before recording the answer is recognised by its `sent` status.
+create index message_statuses_callback_idx on wa.message_statuses ((payload ->> 'biz_opaque_callback_data'))
+  where payload ? 'biz_opaque_callback_data';
+
+create function wa.in_send_window(p_campaign public.campaigns, p_now timestamptz)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select p_campaign.window_start_hour is null
+    or case when p_campaign.window_start_hour < p_campaign.window_end_hour
+            then extract(hour from p_now at time zone p_campaign.time_zone)
+                 between p_campaign.window_start_hour and p_campaign.window_end_hour - 1
+            -- A window across midnight (e.g. 20 to 8).
+            else extract(hour from p_now at time zone p_campaign.time_zone) >= p_campaign.window_start_hour
+                 or extract(hour from p_now at time zone p_campaign.time_zone) < p_campaign.window_end_hour end
+$$;
+comment on function wa.in_send_window(public.campaigns, timestamptz) is
+  'Whether p_now falls in the campaign''s local send hours (always when it has none).';
+
+create function wa.campaign_payload(p_campaign public.campaigns, p_recipient wa.campaign_recipients)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object('messaging_product', 'whatsapp', 'recipient_type', 'individual')
+    || (select case when k.wa_id is not null then jsonb_build_object('to', '+' || k.wa_id)
+                    else jsonb_build_object('recipient', k.user_id) end
+        from public.contacts k where k.id = p_recipient.contact_id)
+    || jsonb_build_object(
+         'type', 'template',
+         'template', jsonb_build_object('name', p_campaign.template_name,
+                                        'language', jsonb_build_object('code', p_campaign.template_language))
+                     || case when jsonb_array_length(p_recipient.components) > 0
+                             then jsonb_build_object('components', p_recipient.components) else '{}'::jsonb end,
+         'biz_opaque_callback_data', 'campaign:' || p_recipient.id)
+$$;
+comment on function wa.campaign_payload(public.campaigns, wa.campaign_recipients) is
+  'The Graph API request of a campaign message: the template with the recipient''s components, and '
+  'biz_opaque_callback_data campaign:<recipient id> so its statuses identify it.';
+
+create function wa.create_campaign(
+  p_actor_id uuid, p_name text, p_phone_number_id text, p_template_name text, p_template_language text,
+  p_recipients jsonb default null, p_prospect_ids uuid[] default null, p_components jsonb default '[]'::jsonb,
+  p_starts_at timestamptz default now(), p_window jsonb default null, p_team_id uuid default null
+)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_actor public.profiles := wa.actor(p_actor_id);
+  v_team_id uuid := coalesce(p_team_id, case when v_actor.role = 'coordinator' then v_actor.team_id end);
+  v_campaign_id uuid;
+  v_template wa.message_templates;
+  v_entry record;
+  v_input jsonb;
+begin
+  if v_actor.role not in ('admin', 'coordinator')
+     or (v_actor.role = 'coordinator' and v_team_id is distinct from v_actor.team_id) then
+    raise exception 'only admins, and coordinators for their own team, create campaigns'
+      using errcode = 'PT403', hint = 'forbidden';
+  end if;
+  if (p_recipients is null) = (p_prospect_ids is null) then
+    raise exception 'give either recipients or prospect_ids' using errcode = 'PT422', hint = 'invalid_recipients';
+  end if;
+  v_template := wa.check_template_send(p_phone_number_id, jsonb_build_object(
+    'name', p_template_name, 'language', jsonb_build_object('code', p_template_language),
+    'components', coalesce(p_recipients -> 0 -> 'components', p_components)), 'PT422');
+  insert into public.campaigns (team_id, phone_number_id, name, template_name, template_language, starts_at,
+                                window_start_hour, window_end_hour, time_zone, created_by)
+  values (v_team_id, p_phone_number_id, p_name, v_template.name, v_template.language, p_starts_at,
+          (p_window ->> 'start_hour')::smallint, (p_window ->> 'end_hour')::smallint,
+          coalesce(p_window ->> 'time_zone', 'UTC'), p_actor_id)
+  returning id into v_campaign_id;
+
+  -- The recipients: {phone, components} from the list, or each prospect with the shared components where
+  -- {{name}} becomes the prospect's name.
+  if p_prospect_ids is not null and v_actor.role <> 'admin'
+     and exists (select from public.prospects p where p.id = any (p_prospect_ids)
+                 and p.team_id is distinct from v_actor.team_id) then
+    raise exception 'a coordinator''s campaign takes only their team''s prospects'
+      using errcode = 'PT403', hint = 'forbidden';
+  end if;
+  v_input := coalesce(case when p_recipients is not null then
+      (select jsonb_agg(jsonb_build_object('phone', wa.e164(r.value ->> 'phone'), 'contact_id', r.value ->> 'contact_id',
+                                           'components', coalesce(r.value -> 'components', '[]'::jsonb)))
+       from jsonb_array_elements(p_recipients) r)
+    else
+      (select jsonb_agg(jsonb_build_object('phone', wa.e164(p.phone), 'contact_id', p.contact_id,
+                                           'components', replace(p_components::text, '{{name}}',
+                                                                 coalesce(p.name, ''))::jsonb))
+       from public.prospects p where p.id = any (p_prospect_ids))
+    end, '[]'::jsonb);
+  if exists (select from jsonb_array_elements(v_input) i
+             where i.value ->> 'contact_id' is null and i.value ->> 'phone' is null) then
+    raise exception 'every recipient needs a phone or a contact' using errcode = 'PT422', hint = 'invalid_recipients';
+  end if;
+  -- New phones become contacts, as the ingest would create them (in key order, locking no existing row).
+  insert into public.contacts (wa_id)
+  select distinct substr(i.value ->> 'phone', 2) from jsonb_array_elements(v_input) i
+  where i.value ->> 'contact_id' is null order by 1
+  on conflict (wa_id) do nothing;
+  -- Every recipient's components must fit the template (checked once per distinct shape).
+  for v_entry in select distinct i.value -> 'components' as components from jsonb_array_elements(v_input) i loop
+    perform wa.check_template_send(p_phone_number_id, jsonb_build_object(
+      'name', p_template_name, 'language', jsonb_build_object('code', p_template_language),
+      'components', v_entry.components), 'PT422');
+  end loop;
+  insert into wa.campaign_recipients (campaign_id, contact_id, components, due_at, state, reason)
+  select distinct on (k.id) v_campaign_id, k.id, i.value -> 'components', p_starts_at,
+         case when k.marketing_opted_out_at is not null and v_template.category = 'MARKETING' then 'skipped'
+              else 'queued' end,
+         case when k.marketing_opted_out_at is not null and v_template.category = 'MARKETING' then 'opted_out' end
+  from jsonb_array_elements(v_input) i
+  join public.contacts k on k.id = coalesce((i.value ->> 'contact_id')::uuid,
+                                            (select c.id from public.contacts c
+                                             where c.wa_id = substr(i.value ->> 'phone', 2)))
+  order by k.id;
+  return v_campaign_id;
+end;
+$$;
+comment on function wa.create_campaign(uuid, text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid) is
+  'Creates a campaign and its recipients: p_recipients [{phone | contact_id, components}] or p_prospect_ids '
+  '(the shared p_components, {{name}} replaced by each prospect''s name). Contacts are created for new phones; '
+  'a contact twice is one recipient; contacts opted out of marketing are skipped (for a MARKETING template). '
+  'The template must be approved and every recipient''s components must fit it (PT422 template_*). Admins for '
+  'any team, coordinators for their own (PT403); PT422 invalid_recipients. p_window: {start_hour, end_hour, '
+  'time_zone}. Caller: public.create_campaign.';
+
+create function public.create_campaign(
+  name text, phone_number_id text, template_name text, template_language text, recipients jsonb default null,
+  prospect_ids uuid[] default null, components jsonb default '[]'::jsonb, starts_at timestamptz default now(),
+  send_window jsonb default null, team_id uuid default null
+)
+returns uuid
+language sql
+security definer
+set search_path = ''
+as $$
+  select wa.create_campaign(auth.uid(), name, phone_number_id, template_name, template_language, recipients,
+                            prospect_ids, components, starts_at, send_window, team_id)
+$$;
+comment on function public.create_campaign(text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid) is
+  'Creates a follow-up campaign (wa.create_campaign) as the caller: a template, recipients from an explicit '
+  'list [{phone, components}] or from prospects, a start time and optional local send hours '
+  '{start_hour, end_hour, time_zone}. Returns its id. Caller: the frontend (admins, coordinators).';
+
+create function wa.campaign_for_update(p_actor_id uuid, p_campaign_id uuid)
+returns public.campaigns
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_actor public.profiles := wa.actor(p_actor_id);
+  v_campaign public.campaigns;
+begin
+  select * into v_campaign from public.campaigns c where c.id = p_campaign_id for update;
+  if not found then
+    raise exception 'no campaign %', p_campaign_id using errcode = 'PT404', hint = 'campaign_not_found';
+  end if;
+  if not (v_actor.role = 'admin' or (v_actor.role = 'coordinator' and v_campaign.team_id = v_actor.team_id)) then
+    raise exception 'you may not manage campaign %', p_campaign_id using errcode = 'PT403', hint = 'forbidden';
+  end if;
+  return v_campaign;
+end;
+$$;
+comment on function wa.campaign_for_update(uuid, uuid) is
+  'The campaign, locked, if p_actor_id manages it (admins, its team''s coordinator); PT403/PT404 otherwise.';
+
+create function public.set_campaign_status(campaign_id uuid, action text)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_campaign public.campaigns := wa.campaign_for_update(auth.uid(), campaign_id);
+  v_status text;
+begin
+  if v_campaign.status in ('cancelled', 'completed') then
+    raise exception 'campaign % is %', campaign_id, v_campaign.status using errcode = 'PT409', hint = 'campaign_over';
+  end if;
+  v_status := case action when 'pause' then 'paused' when 'resume' then 'running' when 'cancel' then 'cancelled' end;
+  if v_status is null then
+    raise exception 'action must be pause, resume or cancel' using errcode = 'PT422', hint = 'invalid_action';
+  end if;
+  update public.campaigns c set status = v_status, updated_at = now() where c.id = set_campaign_status.campaign_id;
+  if v_status = 'cancelled' then
+    -- A recipient being sent right now finishes (its message may be on its way); the rest never go.
+    update wa.campaign_recipients r set state = 'cancelled', updated_at = now()
+    where r.campaign_id = set_campaign_status.campaign_id and r.state = 'queued';
+  end if;
+  perform wa.broadcast_campaign_progress(set_campaign_status.campaign_id, true);
+  return v_status;
+end;
+$$;
+comment on function public.set_campaign_status(uuid, text) is
+  'Pauses, resumes or cancels a campaign (action pause | resume | cancel): workers claim recipients of running '
+  'campaigns only; cancelling also cancels the recipients not yet claimed. Returns the new status. Admins and '
+  'the team''s coordinator (PT403/PT404); PT409 campaign_over once cancelled or completed; PT422 '
+  'invalid_action. Broadcasts the progress. Caller: the frontend.';
+
+create function public.campaign_progress(campaign_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  if not exists (select from public.campaigns c where c.id = campaign_progress.campaign_id
+                 and (c.team_id = any (authz.visible_teams_of(auth.uid())) or authz.role_of(auth.uid()) = 'admin'))
+     and auth.uid() is not null then
+    raise exception 'no campaign %', campaign_id using errcode = 'PT404', hint = 'campaign_not_found';
+  end if;
+  return (
+    with r as (
+      select r.state, r.error_code, m.status,
+             -- Replied: the customer wrote after the campaign message.
+             exists (select from public.messages i where i.conversation_id = m.conversation_id
+                     and i.direction = 'inbound' and i.sent_at > m.sent_at) as replied
+      from wa.campaign_recipients r left join public.messages m on m.id = r.message_id
+      where r.campaign_id = campaign_progress.campaign_id
+    )
+    select jsonb_build_object(
+      'campaign_id', campaign_id,
+      'status', (select c.status from public.campaigns c where c.id = campaign_progress.campaign_id),
+      'recipients', count(*),
+      'queued', count(*) filter (where r.state in ('queued', 'sending')),
+      'sent', count(*) filter (where r.state = 'sent'),
+      'delivered', count(*) filter (where r.state = 'sent' and r.status in ('delivered', 'read', 'played')),
+      'read', count(*) filter (where r.state = 'sent' and r.status in ('read', 'played')),
+      'replied', count(*) filter (where r.replied),
+      'skipped', count(*) filter (where r.state = 'skipped'),
+      'cancelled', count(*) filter (where r.state = 'cancelled'),
+      'failed', count(*) filter (where r.state = 'failed' or r.status = 'failed'),
+      'failed_by_code', coalesce((select jsonb_object_agg(x.code, x.n) from (
+          select coalesce(r2.error_code::text, 'unknown') as code, count(*) as n from r r2
+          where r2.state = 'failed' or r2.status = 'failed' group by 1) x), '{}'::jsonb))
+    from r);
+end;
+$$;
+comment on function public.campaign_progress(uuid) is
+  'A campaign''s progress from its recipients and their messages'' statuses: recipients, queued, sent, '
+  'delivered, read, replied, skipped, cancelled, failed and failed_by_code. Team members and admins (PT404 '
+  'otherwise). Callers: the frontend, and wa.broadcast_campaign_progress.';
+
+create function wa.broadcast_campaign_progress(p_campaign_id uuid, p_force boolean default false)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_team_id uuid;
+begin
+  -- At most once a second per campaign, whoever records sends concurrently.
+  update public.campaigns c set progress_at = clock_timestamp()
+  where c.id = p_campaign_id and (p_force or c.progress_at is null or c.progress_at < clock_timestamp() - interval '1 second')
+  returning c.team_id into v_team_id;
+  if not found then
+    return false;
+  end if;
+  perform realtime.send(public.campaign_progress(p_campaign_id), 'campaign_progress',
+                        coalesce('team:' || v_team_id, 'unassigned'), true);
+  return true;
+end;
+$$;
+comment on function wa.broadcast_campaign_progress(uuid, boolean) is
+  'Broadcasts public.campaign_progress as event campaign_progress on the campaign''s team topic (unassigned '
+  'without a team), at most once a second unless p_force. Returns whether it did. Callers: the campaign '
+  'workers, set_campaign_status.';
+
+create function wa.complete_campaigns(p_now timestamptz default now())
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_campaign_id uuid;
+  v_count integer := 0;
+begin
+  -- Run by a claim that found nothing, after every recording transaction it could race has committed its
+  -- recipient; idempotent, so concurrent workers may all run it.
+  for v_campaign_id in
+    update public.campaigns c set status = 'completed', updated_at = p_now
+    where c.status = 'running'
+      and not exists (select from wa.campaign_recipients r where r.campaign_id = c.id
+                      and r.state in ('queued', 'sending'))
+    returning c.id
+  loop
+    perform wa.broadcast_campaign_progress(v_campaign_id, true);
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end;
+$$;
+comment on function wa.complete_campaigns(timestamptz) is
+  'Marks running campaigns with no recipient queued or being sent as completed and broadcasts their final '
+  'progress. Returns how many. Caller: wa.claim_campaign_send when it finds nothing to send.';
+
+create function wa.claim_campaign_send(
+  p_worker text, p_lease interval default interval '60 seconds', p_unknown_grace interval default interval '2 minutes',
+  p_now timestamptz default now()
+)
+returns table (recipient_id bigint, campaign_id uuid, message_id uuid, phone_number_id text, body jsonb)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_recipient wa.campaign_recipients;
+  v_campaign public.campaigns;
+  v_contact public.contacts;
+  v_conversation_id uuid;
+  v_message public.messages;
+  v_wamid text;
+begin
+  loop
+    -- A lease that ran out first (its worker died mid-send), then the next due recipient of a running campaign
+    -- in its send hours. Recipient rows come first in the lock order (docs/locking.md).
+    select r.* into v_recipient from wa.campaign_recipients r
+    where r.state = 'sending' and r.lease_until <= p_now
+    order by r.lease_until for update skip locked limit 1;
+    if not found then
+      select r.* into v_recipient from wa.campaign_recipients r join public.campaigns c on c.id = r.campaign_id
+      where r.state = 'queued' and r.due_at <= p_now and c.status = 'running' and c.starts_at <= p_now
+        and wa.in_send_window(c, p_now)
+      order by r.due_at, r.id for update of r skip locked limit 1;
+      if not found then
+        -- Holding nothing: campaigns whose every recipient is settled are complete.
+        perform wa.complete_campaigns(p_now);
+        return;
+      end if;
+    end if;
+    select * into v_campaign from public.campaigns c where c.id = v_recipient.campaign_id;
+    select * into v_contact from public.contacts k where k.id = v_recipient.contact_id for key share;
+    if v_contact.marketing_opted_out_at is not null and v_recipient.message_id is null
+       and exists (select from wa.message_templates t join wa.phone_numbers n on n.waba_id = t.waba_id
+                   where n.phone_number_id = v_campaign.phone_number_id and t.name = v_campaign.template_name
+                     and t.language = v_campaign.template_language and t.category = 'MARKETING') then
+      update wa.campaign_recipients r set state = 'skipped', reason = 'opted_out', lease_until = null,
+                                          updated_at = p_now
+      where r.id = v_recipient.id;
+      continue;
+    end if;
+    if v_recipient.message_id is not null then
+      -- Read, not locked: wa.record_send_result takes the wamid's locks before the message (docs/locking.md).
+      select * into v_message from public.messages m where m.id = v_recipient.message_id;
+      if v_message.status = 'pending' or v_message.status = 'unknown' then
+        -- A worker died (or timed out) after writing it: did Meta accept it? Its statuses carry our callback.
+        select s.wamid into v_wamid from wa.message_statuses s
+        where s.payload ->> 'biz_opaque_callback_data' = 'campaign:' || v_recipient.id limit 1;
+        if v_wamid is not null then
+          perform wa.record_send_result(v_message.id, 'sent', v_wamid, null, p_now);
+          update wa.campaign_recipients r set state = 'sent', lease_until = null, updated_at = p_now
+          where r.id = v_recipient.id;
+          continue;
+        end if;
+        if v_recipient.updated_at > p_now - p_unknown_grace then
+          -- Not yet provably lost: Meta reports every accepted message within seconds; ask again later.
+          update wa.campaign_recipients r set state = 'sending', lease_until = p_now + p_unknown_grace
+          where r.id = v_recipient.id;
+          continue;
+        end if;
+      elsif v_message.status <> 'failed' then
+        update wa.campaign_recipients r set state = 'sent', lease_until = null, updated_at = p_now
+        where r.id = v_recipient.id;
+        continue;
+      end if;
+      perform wa.record_send_result(v_message.id, 'pending', null, null, p_now);
+    else
+      -- The conversation (created for a contact who never wrote to this number; routed like any new one).
+      insert into public.conversations (phone_number_id, contact_id, last_message_at)
+      values (v_campaign.phone_number_id, v_recipient.contact_id, p_now)
+      on conflict on constraint conversations_number_contact_key do nothing;
+      select c.id into v_conversation_id from public.conversations c
+      where c.phone_number_id = v_campaign.phone_number_id and c.contact_id = v_recipient.contact_id;
+      insert into public.messages (conversation_id, direction, type, body, content_text, sent_at, status,
+                                   idempotency_key, sent_by)
+      values (v_conversation_id, 'outbound', 'template', wa.campaign_payload(v_campaign, v_recipient),
+              v_campaign.name, p_now, 'pending', 'campaign:' || v_recipient.id, v_campaign.created_by)
+      returning * into v_message;
+    end if;
+    update wa.campaign_recipients r
+    set state = 'sending', lease_until = p_now + p_lease, claimed_by = p_worker, attempts = r.attempts + 1,
+        message_id = v_message.id, updated_at = p_now
+    where r.id = v_recipient.id;
+    return query select v_recipient.id, v_recipient.campaign_id, v_message.id, v_campaign.phone_number_id,
+                        v_message.body;
+    return;
+  end loop;
+end;
+$$;
+comment on function wa.claim_campaign_send(text, interval, interval, timestamptz) is
+  'Claims one campaign send for p_worker (SKIP LOCKED, lease p_lease): an expired lease first, else the '
+  'earliest due recipient of a running campaign within its send hours. Writes its message (pending, key '
+  'campaign:<recipient id>, creating the conversation if needed) before the send and returns what to send. '
+  'Settles without sending: opted-out contacts (skipped), a message already sent, and a message whose worker '
+  'died mid-send that Meta''s statuses show accepted (matched by biz_opaque_callback_data); one with no status '
+  'after p_unknown_grace is sent again (Meta reports every accepted message). Locks the recipient, then the '
+  'contact (key share), the conversation and the message (docs/locking.md). Caller: the campaign workers.';
+
+create function wa.record_campaign_send(
+  p_recipient_id bigint, p_outcome text, p_wamid text default null, p_error jsonb default null,
+  p_retry_after interval default null, p_max_attempts integer default 5, p_now timestamptz default now()
+)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_recipient wa.campaign_recipients;
+  v_code integer := (p_error ->> 'code')::integer;
+  v_state text;
+begin
+  select * into v_recipient from wa.campaign_recipients r where r.id = p_recipient_id for update;
+  if not found or v_recipient.state <> 'sending' then
+    -- Another worker took it over after our lease ran out: its outcome stands.
+    return coalesce(v_recipient.state, 'gone');
+  end if;
+  if v_code = 131050 then
+    -- Meta says this user stopped marketing messages from us: honour it everywhere. The contact before the
+    -- message (docs/locking.md).
+    update public.contacts k set marketing_opted_out_at = coalesce(k.marketing_opted_out_at, p_now),
+                                 marketing_opt_out_source = coalesce(k.marketing_opt_out_source, 'graph 131050')
+    where k.id = v_recipient.contact_id;
+  end if;
+  perform wa.record_send_result(v_recipient.message_id, p_outcome, p_wamid, p_error, p_now);
+  v_state := case
+    when p_outcome = 'sent' then 'sent'
+    -- Ambiguous: stays leased; the next claim after the lease settles it from Meta's statuses.
+    when p_outcome = 'unknown' then 'sending'
+    when p_retry_after is not null and v_recipient.attempts < p_max_attempts then 'queued'
+    else 'failed' end;
+  update wa.campaign_recipients r
+  set state = v_state,
+      lease_until = case when v_state = 'sending' then r.lease_until end,
+      due_at = case when v_state = 'queued' then p_now + p_retry_after else r.due_at end,
+      error_code = coalesce(v_code, r.error_code),
+      reason = case when v_state = 'failed' then coalesce(p_error ->> 'message', r.reason) else r.reason end,
+      updated_at = p_now
+  where r.id = p_recipient_id;
+  perform wa.broadcast_campaign_progress(v_recipient.campaign_id);
+  return v_state;
+end;
+$$;
+comment on function wa.record_campaign_send(bigint, text, text, jsonb, interval, integer, timestamptz) is
+  'Records what a campaign send did: sent (wamid), failed (p_retry_after: queued again after it, up to '
+  'p_max_attempts; else failed with the error code and reason: 131049/131050 and every definite refusal), '
+  'unknown (left leased for the claim to settle from Meta''s statuses). 131050 marks the contact opted out. '
+  'Broadcasts the progress (at most once a second). A recipient no longer ours is left alone. Caller: the '
+  'campaign workers.';
+
+create function wa.next_campaign_send_at()
+returns timestamptz
+language sql
+stable
+set search_path = ''
+as $$
+  select least((select min(r.lease_until) from wa.campaign_recipients r where r.state = 'sending'),
+               (select min(greatest(r.due_at, c.starts_at)) from wa.campaign_recipients r
+                join public.campaigns c on c.id = r.campaign_id
+                where r.state = 'queued' and c.status = 'running'))
+$$;
+comment on function wa.next_campaign_send_at() is
+  'When a campaign worker may next find work (a due recipient, a lease running out); null when none waits. '
+  'Send hours are not looked at: a worker outside them polls. Caller: local/campaign-worker.ts.';
+
+revoke all on function wa.in_send_window(public.campaigns, timestamptz),
+  wa.campaign_payload(public.campaigns, wa.campaign_recipients),
+  wa.create_campaign(uuid, text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid),
+  wa.campaign_for_update(uuid, uuid), wa.broadcast_campaign_progress(uuid, boolean), wa.complete_campaigns(timestamptz),
+  wa.claim_campaign_send(text, interval, interval, timestamptz),
+  wa.record_campaign_send(bigint, text, text, jsonb, interval, integer, timestamptz),
+  wa.next_campaign_send_at()
+  from public, anon, authenticated, service_role;
+revoke all on function public.create_campaign(text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid),
+  public.set_campaign_status(uuid, text), public.campaign_progress(uuid)
+  from public, anon, service_role;
+grant execute on function public.create_campaign(text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid),
+  public.set_campaign_status(uuid, text), public.campaign_progress(uuid) to authenticated;
+
+create function wa.invoke_campaign_sender()
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if wa.next_campaign_send_at() > now() or wa.next_campaign_send_at() is null then
+    return null;
+  end if;
+  return wa.invoke_edge_function('outbound/campaigns');
+end;
+$$;
+comment on function wa.invoke_campaign_sender() is
+  'pg_cron job on Supabase: when a campaign send is due, POSTs to the outbound function''s /campaigns '
+  '(wa.invoke_edge_function). Returns the pg_net request id or null.';
+revoke all on function wa.invoke_campaign_sender() from public, anon, authenticated, service_role;
+
 insert into wa.jobs (name, schedule, command, needs_pg_net) values
-  ('wabase-template-sync', '17 * * * *', 'select wa.invoke_edge_function(''outbound/templates/sync'')', true);
+  ('wabase-template-sync', '17 * * * *', 'select wa.invoke_edge_function(''outbound/templates/sync'')', true),
+  ('wabase-campaigns', '* * * * *', 'select wa.invoke_campaign_sender()', true);
 select wa.schedule_jobs();

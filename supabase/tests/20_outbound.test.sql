@@ -2,7 +2,7 @@
 -- and bot/operator priority, the pair rate with bursts, 130429 and 131056 backoff). Concurrency and the Graph
 -- API path are in supabase/functions/_shared/governor.test.ts and bench/campaigns.ts.
 begin;
-select plan(26);
+select plan(36);
 
 create function pg_temp.t(p_ms numeric) returns timestamptz language sql immutable as $$
   select '2026-01-01 00:00:00+00'::timestamptz + p_ms * interval '1 millisecond'
@@ -117,6 +117,67 @@ select tests.clear_authentication();
 select throws_ok($$select wa.check_template_send('tpl-pn', '{"name": "seguimiento", "language": {"code": "es_MX"},
   "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}')$$, 'P0422', null,
   'a template send with the wrong parameters is refused');
+
+-- ---------------------------------------------------------------------------------------------
+-- Campaigns: who creates them, opt-outs skipped, pause/resume/cancel, progress on the team's topic
+-- ---------------------------------------------------------------------------------------------
+insert into public.teams (id, name) values ('00000000-0000-0000-0000-0000000000c1', 'camp-north'),
+  ('00000000-0000-0000-0000-0000000000c2', 'camp-south');
+select tests.create_user('camp-coord@wabase.test', 'coordinator', '00000000-0000-0000-0000-0000000000c1');
+select tests.create_user('camp-exec@wabase.test', 'executive', '00000000-0000-0000-0000-0000000000c1');
+insert into public.contacts (wa_id, marketing_opted_out_at) values ('5215599990002', now());
+create function pg_temp.user_id(p_email text) returns uuid language sql as $$
+  select id from auth.users where email = p_email
+$$;
+create function pg_temp.recipients() returns jsonb language sql as $$
+  select jsonb_agg(jsonb_build_object('phone', '+52 1 55 9999 000' || g, 'components', jsonb_build_array(
+    jsonb_build_object('type', 'header', 'parameters', jsonb_build_array(jsonb_build_object('type', 'image',
+      'image', jsonb_build_object('id', 'm1')))),
+    jsonb_build_object('type', 'body', 'parameters', jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'a'),
+      jsonb_build_object('type', 'text', 'text', 'b'))),
+    jsonb_build_object('type', 'button', 'index', 0, 'parameters',
+      jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'x'))))))
+  from generate_series(1, 3) g
+$$;
+select set_config('test.recipients', pg_temp.recipients()::text, false),
+       set_config('test.coord', pg_temp.user_id('camp-coord@wabase.test')::text, false);
+select tests.authenticate_as(pg_temp.user_id('camp-exec@wabase.test'));
+select throws_ok($$select public.create_campaign('c', 'tpl-pn', 'seguimiento', 'es_MX',
+  current_setting('test.recipients')::jsonb)$$,
+  'PT403', null, 'an executive cannot create a campaign');
+select tests.clear_authentication();
+select tests.authenticate_as(current_setting('test.coord')::uuid);
+select throws_ok($$select public.create_campaign('c', 'tpl-pn', 'seguimiento', 'es_MX',
+  current_setting('test.recipients')::jsonb,
+  team_id => '00000000-0000-0000-0000-0000000000c2')$$, 'PT403', null,
+  'a coordinator cannot create one for another team');
+select throws_ok($$select public.create_campaign('c', 'tpl-pn', 'seguimiento', 'es_MX', '[{"phone": "+5215599990001"}]')$$,
+  'PT422', null, 'recipients whose components do not fit the template are refused');
+select lives_ok($$select set_config('test.campaign', public.create_campaign('Seguimiento', 'tpl-pn', 'seguimiento',
+  'es_MX', current_setting('test.recipients')::jsonb)::text, false)$$, 'a coordinator creates one for their team');
+select tests.clear_authentication();
+select results_eq($$select k.wa_id, r.state, r.reason from wa.campaign_recipients r join public.contacts k on k.id = r.contact_id
+  where r.campaign_id = current_setting('test.campaign')::uuid order by k.wa_id$$,
+  $$values ('5215599990001', 'queued', null::text), ('5215599990002', 'skipped', 'opted_out'),
+           ('5215599990003', 'queued', null)$$,
+  'recipients are contacts by phone; one who stopped marketing messages is skipped');
+select tests.authenticate_as(current_setting('test.coord')::uuid);
+select is(public.set_campaign_status(current_setting('test.campaign')::uuid, 'pause'), 'paused', 'paused');
+select tests.clear_authentication();
+select is((select count(*)::integer from wa.claim_campaign_send('w', p_now => now() + interval '1 minute')), 0,
+  'a paused campaign sends nothing');
+select tests.authenticate_as(current_setting('test.coord')::uuid);
+select public.set_campaign_status(current_setting('test.campaign')::uuid, 'cancel');
+select throws_ok($$select public.set_campaign_status(current_setting('test.campaign')::uuid, 'resume')$$, 'PT409', null,
+  'a cancelled campaign cannot be resumed');
+select tests.clear_authentication();
+select is((select public.campaign_progress(current_setting('test.campaign')::uuid) - 'campaign_id' - 'failed_by_code'),
+  '{"status": "cancelled", "recipients": 3, "queued": 0, "sent": 0, "delivered": 0, "read": 0, "replied": 0,
+    "skipped": 1, "cancelled": 2, "failed": 0}'::jsonb,
+  'cancelling cancels the recipients not sent; progress counts them');
+select ok(exists (select from realtime.messages m where m.topic = 'team:00000000-0000-0000-0000-0000000000c1'
+                  and m.event = 'campaign_progress' and m.payload ->> 'status' = 'cancelled'),
+  'the progress is broadcast on the team''s topic');
 
 select * from finish();
 rollback;

@@ -3,17 +3,14 @@
 // POST /campaigns: sends due campaign messages within a time budget (pg_cron every few seconds); locally
 // local/campaign-worker.ts runs the same sender as a long-running worker.
 import { z } from "zod";
-import { authenticate, authEnv, createVerifier, type Verifier } from "../_shared/auth.ts";
+import { authenticate, authEnv, createVerifier, requireServiceRole, type Verifier } from "../_shared/auth.ts";
 import { db, type Sql } from "../_shared/db.ts";
-import { httpUrl, postgresUrl, secret } from "../_shared/env.ts";
 import { createHandler, HttpError, json, readJson } from "../_shared/http.ts";
+import { campaignSenderFrom } from "./campaigns.ts";
+import { outboundEnv } from "./config.ts";
 import { knownAccounts, syncTemplates } from "./templates.ts";
 
-export const env = authEnv.extend({
-  SUPABASE_DB_URL: postgresUrl,
-  WHATSAPP_API_BASE: httpUrl.default("https://graph.facebook.com/v25.0"),
-  WHATSAPP_ACCESS_TOKEN: secret(8),
-});
+export const env = outboundEnv.extend(authEnv.shape);
 type Env = z.infer<typeof env>;
 
 const syncRequest = z.strictObject({ waba_id: z.string().regex(/^\d+$/).optional() });
@@ -55,6 +52,12 @@ export const handler = createHandler({
     }
     const sql = db(env.SUPABASE_DB_URL);
     if (subpath === "/templates/sync") return await sync(req, env, sql);
+    if (subpath === "/campaigns") {
+      verifier ??= createVerifier(env);
+      await requireServiceRole(req, verifier);
+      const sender = campaignSenderFrom(env, sql, `edge-${crypto.randomUUID().slice(0, 8)}`);
+      return json(await sender.drain({ budgetMs: env.CAMPAIGN_TIME_BUDGET_MS }));
+    }
     throw new HttpError(404, "not_found", `no route ${subpath}`);
   },
 });
