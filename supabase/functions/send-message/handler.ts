@@ -80,7 +80,9 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     ...recipientOf(to),
     ...messageBody(request),
   };
-  if (payload.type === "template") await checkTemplate(sql, to.phone_number_id, payload.template);
+  if (request.type === "template") {
+    await checkTemplate(sql, to.phone_number_id, messageBody(request).template);
+  }
   const [stored] = await withWindowTemplates(
     sql,
     request.conversation_id,
