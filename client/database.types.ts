@@ -614,6 +614,10 @@ export type Database = {
         Args: { capacity: number; executive_id: string }
         Returns: Json
       }
+      set_marketing_opt_out: {
+        Args: { conversation_id: string; opted_out: boolean }
+        Returns: string
+      }
       set_routing_rule: {
         Args: {
           capacity?: number

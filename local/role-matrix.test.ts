@@ -359,6 +359,19 @@ function calls(f: Fixture): Call[] {
       },
     },
     {
+      object: "rpc set_marketing_opt_out",
+      method: "POST",
+      path: "/rpc/set_marketing_opt_out",
+      body: { conversation_id: crypto.randomUUID(), opted_out: true },
+      expect: {
+        anon: anonDenied,
+        executive: refused(404),
+        coordinator: refused(404),
+        admin: refused(404),
+        service_role: userDenied,
+      },
+    },
+    {
       object: "rpc ops_metrics",
       method: "POST",
       path: "/rpc/ops_metrics",

@@ -516,19 +516,130 @@ grant execute on function public.list_templates(text, text, text) to authenticat
 -- ============================================================================================
 -- Account-level webhooks (templates; marketing preferences below), applied in the ingest's statement
 -- ============================================================================================
+create function wa.apply_user_preferences(p_payload jsonb, p_now timestamptz default now())
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_count integer;
+  v_prefs jsonb;
+begin
+  -- user_preferences webhook (Meta's reference): value.user_preferences[] = {wa_id, detail, category
+  -- marketing_messages, value stop | resume, timestamp}. The latest event per contact wins, whatever the
+  -- delivery order; contacts are created by wa_id as the ingest would, and locked in id order.
+  v_prefs := (
+    select coalesce(jsonb_agg(jsonb_build_object('wa_id', x.wa_id, 'value', x.value, 'at', x.at)), '[]'::jsonb)
+    from (
+      select distinct on (p.value ->> 'wa_id') p.value ->> 'wa_id' as wa_id, lower(p.value ->> 'value') as value,
+             coalesce(wa.unix_time(p.value ->> 'timestamp'), p_now) as at
+      from jsonb_array_elements(p_payload -> 'entry') e
+      cross join lateral jsonb_array_elements(e.value -> 'changes') c
+      cross join lateral jsonb_array_elements(coalesce(c.value -> 'value' -> 'user_preferences', '[]'::jsonb)) p
+      where c.value ->> 'field' = 'user_preferences' and p.value ->> 'category' = 'marketing_messages'
+        and lower(p.value ->> 'value') in ('stop', 'resume') and p.value ->> 'wa_id' is not null
+      order by p.value ->> 'wa_id', coalesce(wa.unix_time(p.value ->> 'timestamp'), p_now) desc
+    ) x);
+  insert into public.contacts (wa_id) select f.value ->> 'wa_id' from jsonb_array_elements(v_prefs) f order by 1
+  on conflict (wa_id) do nothing;
+  with locked as materialized (
+    select k.id, f.value ->> 'value' as value, (f.value ->> 'at')::timestamptz as at
+    from public.contacts k join jsonb_array_elements(v_prefs) f on f.value ->> 'wa_id' = k.wa_id
+    order by k.id for no key update of k
+  ),
+  changed as (
+    update public.contacts k
+    set marketing_opted_out_at = case when l.value = 'stop' then l.at end,
+        marketing_opt_out_source = case when l.value = 'stop' then 'user_preferences' end,
+        updated_at = p_now
+    from locked l
+    where k.id = l.id
+      -- An older event than the one recorded changes nothing.
+      and (k.marketing_opted_out_at is null or l.at >= k.marketing_opted_out_at)
+    returning 1
+  )
+  select count(*)::integer into v_count from changed;
+  return v_count;
+end;
+$$;
+comment on function wa.apply_user_preferences(jsonb, timestamptz) is
+  'Applies Meta''s user_preferences webhook: a user who stops marketing messages is marked opted out '
+  '(source user_preferences), one who resumes is cleared; an event older than the recorded opt-out changes '
+  'nothing. Creates unknown contacts by wa_id; locks contacts in id order. Returns how many contacts changed. '
+  'Caller: wa.apply_account_changes.';
+
+create function public.set_marketing_opt_out(conversation_id uuid, opted_out boolean)
+returns timestamptz
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conversation public.conversations := wa.require_conversation_access(auth.uid(), conversation_id);
+  v_at timestamptz;
+begin
+  update public.contacts k
+  set marketing_opted_out_at = case when opted_out then coalesce(k.marketing_opted_out_at, now()) end,
+      marketing_opt_out_source = case when opted_out then coalesce(k.marketing_opt_out_source, 'operator:' || auth.uid())
+                                 end,
+      updated_at = now()
+  where k.id = v_conversation.contact_id
+  returning k.marketing_opted_out_at into v_at;
+  return v_at;
+end;
+$$;
+comment on function public.set_marketing_opt_out(uuid, boolean) is
+  'An operator marks the contact of a conversation as opted out of marketing messages (or clears it): campaigns '
+  'skip them and send-message refuses a marketing template to them. Same access rules as the conversation '
+  '(PT403/PT404). Returns the opt-out time (null when cleared). Caller: the frontend.';
+
+create function wa.check_template_send_to(p_actor_id uuid, p_conversation_id uuid, p_template jsonb)
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_template wa.message_templates;
+  v_opted_out timestamptz;
+begin
+  -- Nothing about a conversation (its templates, its contact's preferences) to whoever may not act on it.
+  perform wa.require_conversation_access(p_actor_id, p_conversation_id);
+  select k.marketing_opted_out_at into v_opted_out
+  from public.conversations c join public.contacts k on k.id = c.contact_id
+  where c.id = p_conversation_id;
+  v_template := wa.check_template_send((select c.phone_number_id from public.conversations c
+                                        where c.id = p_conversation_id), p_template);
+  if v_template.category = 'MARKETING' and v_opted_out is not null then
+    raise exception 'this contact stopped marketing messages on %', v_opted_out
+      using errcode = 'P0422', hint = 'contact_opted_out';
+  end if;
+end;
+$$;
+comment on function wa.check_template_send_to(uuid, uuid, jsonb) is
+  'wa.check_template_send for a conversation''s number, and P0422 contact_opted_out for a MARKETING template to '
+  'a contact who stopped marketing messages; PT403/PT404 first for a caller who may not act on the '
+  'conversation. Caller: send-message.';
+
+revoke all on function wa.apply_user_preferences(jsonb, timestamptz), wa.check_template_send_to(uuid, uuid, jsonb)
+  from public, anon, authenticated, service_role;
+revoke all on function public.set_marketing_opt_out(uuid, boolean) from public, anon, service_role;
+grant execute on function public.set_marketing_opt_out(uuid, boolean) to authenticated;
+
 create function wa.apply_account_changes(p_payload jsonb, p_now timestamptz default now())
 returns integer
 language plpgsql
 set search_path = ''
 as $$
 begin
-  return wa.apply_template_changes(p_payload, p_now);
+  return wa.apply_template_changes(p_payload, p_now) + wa.apply_user_preferences(p_payload, p_now);
 end;
 $$;
 comment on function wa.apply_account_changes(jsonb, timestamptz) is
   'Applies the account-level changes of a webhook payload that the message ingest stores raw only: the '
-  'template webhooks (wa.apply_template_changes). Returns how many it applied. Caller: whatsapp-webhook, in '
-  'the statement of wa.ingest_webhook (one transaction).';
+  'template webhooks (wa.apply_template_changes) and marketing preferences (wa.apply_user_preferences). '
+  'Idempotent. Returns how many it applied. Caller: whatsapp-webhook, after the ingest, in a transaction of '
+  'its own (it locks contacts, which the ingest''s lock order takes before what it holds at its end).';
 revoke all on function wa.apply_account_changes(jsonb, timestamptz) from public, anon, authenticated, service_role;
 
 -- ============================================================================================

@@ -2,7 +2,7 @@
 -- and bot/operator priority, the pair rate with bursts, 130429 and 131056 backoff). Concurrency and the Graph
 -- API path are in supabase/functions/_shared/governor.test.ts and bench/campaigns.ts.
 begin;
-select plan(36);
+select plan(41);
 
 create function pg_temp.t(p_ms numeric) returns timestamptz language sql immutable as $$
   select '2026-01-01 00:00:00+00'::timestamptz + p_ms * interval '1 millisecond'
@@ -178,6 +178,31 @@ select is((select public.campaign_progress(current_setting('test.campaign')::uui
 select ok(exists (select from realtime.messages m where m.topic = 'team:00000000-0000-0000-0000-0000000000c1'
                   and m.event = 'campaign_progress' and m.payload ->> 'status' = 'cancelled'),
   'the progress is broadcast on the team''s topic');
+
+-- ---------------------------------------------------------------------------------------------
+-- Opt-outs: Meta's user_preferences webhook and the operator action
+-- ---------------------------------------------------------------------------------------------
+create function pg_temp.preference(p_wa_id text, p_value text, p_ts bigint) returns jsonb language sql as $$
+  select tests.webhook(jsonb_build_array(jsonb_build_object('field', 'user_preferences', 'value', jsonb_build_object(
+    'messaging_product', 'whatsapp', 'contacts', jsonb_build_array(tests.contact(p_wa_id, 'Ana')),
+    'user_preferences', jsonb_build_array(jsonb_build_object('wa_id', p_wa_id, 'detail', 'User requested to stop',
+      'category', 'marketing_messages', 'value', p_value, 'timestamp', p_ts::text))))))
+$$;
+select is(wa.apply_account_changes(pg_temp.preference('5215577770001', 'stop', 1767225600)), 1,
+  'a user who stops marketing messages (user_preferences) is marked');
+select results_eq($$select marketing_opted_out_at, marketing_opt_out_source from public.contacts where wa_id = '5215577770001'$$,
+  $$values (to_timestamp(1767225600), 'user_preferences')$$, 'with the time of the event and its source');
+select is(wa.apply_account_changes(pg_temp.preference('5215577770001', 'resume', 1767225000)), 0,
+  'an older resume delivered late changes nothing');
+select wa.apply_account_changes(pg_temp.preference('5215577770001', 'resume', 1767226000));
+select is((select marketing_opted_out_at from public.contacts where wa_id = '5215577770001'), null,
+  'a newer resume clears it');
+insert into public.conversations (phone_number_id, contact_id, team_id)
+select 'tpl-pn', id, '00000000-0000-0000-0000-0000000000c1' from public.contacts where wa_id = '5215577770001';
+select tests.authenticate_as(current_setting('test.coord')::uuid);
+select isnt(public.set_marketing_opt_out((select c.id from public.conversations c join public.contacts k on k.id = c.contact_id
+  where k.wa_id = '5215577770001'), true), null, 'an operator who may act on the conversation opts its contact out');
+select tests.clear_authentication();
 
 select * from finish();
 rollback;

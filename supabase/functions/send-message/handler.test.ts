@@ -45,7 +45,14 @@ async function seedTemplates(sql: Sql, phoneNumberId: string) {
             where phone_number_id = ${phoneNumberId}`;
   const body = (text: string) => [{ type: "BODY", text }];
   const templates = [
-    { id: `${waba}1`, name: "seguimiento", language: "es_MX", status: "APPROVED", components: body("Hola") },
+    {
+      id: `${waba}1`,
+      name: "seguimiento",
+      language: "es_MX",
+      status: "APPROVED",
+      category: "MARKETING",
+      components: body("Hola"),
+    },
     {
       id: `${waba}2`,
       name: "cita",
@@ -291,4 +298,18 @@ sendTest("a template send is checked against the catalogue before any API call",
   );
   assert.equal(filled.status, 201);
   assert.equal(ctx.fakes.graph.sent.length, 1);
+});
+
+sendTest("a marketing template to a contact who stopped marketing messages is refused", async (ctx) => {
+  await ctx.sql`update public.contacts set marketing_opted_out_at = now()
+                where id = (select contact_id from public.conversations where id = ${ctx.conversationId})`;
+  const refused = await ctx.post(ctx.owner, template(ctx.conversationId, "seguimiento"));
+  assert.deepEqual([refused.status, refused.body.error?.code], [422, "contact_opted_out"]);
+  const utility = await ctx.post(
+    ctx.owner,
+    template(ctx.conversationId, "cita", [{ type: "body", parameters: [{ type: "text", text: "lunes" }] }]),
+  );
+  assert.equal(utility.status, 201, "a template of another category still goes");
+  const outsider = await ctx.post(ctx.outsider, template(ctx.conversationId, "seguimiento"));
+  assert.equal(outsider.status, 403, "nothing about the conversation is told to an outsider");
 });

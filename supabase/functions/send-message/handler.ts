@@ -81,7 +81,7 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     ...messageBody(request),
   };
   if (request.type === "template") {
-    await checkTemplate(sql, to.phone_number_id, messageBody(request).template);
+    await checkTemplate(sql, actor, request.conversation_id, messageBody(request).template);
   }
   const [stored] = await withWindowTemplates(
     sql,

@@ -5,10 +5,21 @@ import postgres from "postgres";
 import type { Sql } from "../_shared/db.ts";
 import { asHttpError, HttpError } from "../_shared/http.ts";
 
-/** A 422 for a template the catalogue refuses, with the expected parameters when they did not match. */
-export async function checkTemplate(sql: Sql, phoneNumberId: string, template: unknown): Promise<void> {
+/**
+ * A 422 for a template the catalogue refuses (with the expected parameters when they did not match), or a
+ * marketing template to a contact who stopped marketing messages.
+ */
+export async function checkTemplate(
+  sql: Sql,
+  actor: string,
+  conversationId: string,
+  template: unknown,
+): Promise<void> {
   try {
-    await sql`select wa.check_template_send(${phoneNumberId}, ${JSON.stringify(template)}::text::jsonb)`;
+    await sql`
+      select wa.check_template_send_to(${actor}, ${conversationId}, ${
+      JSON.stringify(template)
+    }::text::jsonb)`;
   } catch (error) {
     if (!(error instanceof postgres.PostgresError) || error.code !== "P0422") throw error;
     const refusal = asHttpError(error);
