@@ -1024,7 +1024,8 @@ create function wa.claim_campaign_send(
   p_worker text, p_lease interval default interval '60 seconds', p_unknown_grace interval default interval '2 minutes',
   p_now timestamptz default now()
 )
-returns table (recipient_id bigint, campaign_id uuid, message_id uuid, phone_number_id text, body jsonb)
+returns table (recipient_id bigint, campaign_id uuid, message_id uuid, phone_number_id text, body jsonb,
+               attempt integer)
 language plpgsql
 set search_path = ''
 as $$
@@ -1107,13 +1108,14 @@ begin
         message_id = v_message.id, updated_at = p_now
     where r.id = v_recipient.id;
     return query select v_recipient.id, v_recipient.campaign_id, v_message.id, v_campaign.phone_number_id,
-                        v_message.body;
+                        v_message.body, v_recipient.attempts + 1;
     return;
   end loop;
 end;
 $$;
 comment on function wa.claim_campaign_send(text, interval, interval, timestamptz) is
-  'Claims one campaign send for p_worker (SKIP LOCKED, lease p_lease): an expired lease first, else the '
+  'Claims one campaign send for p_worker (SKIP LOCKED, lease p_lease, attempt = the fence of this claim): an '
+  'expired lease first, else the '
   'earliest due recipient of a running campaign within its send hours. Writes its message (pending, key '
   'campaign:<recipient id>, creating the conversation if needed) before the send and returns what to send. '
   'Settles without sending: opted-out contacts (skipped), a message already sent, and a message whose worker '
@@ -1122,7 +1124,7 @@ comment on function wa.claim_campaign_send(text, interval, interval, timestamptz
   'contact (key share), the conversation and the message (docs/locking.md). Caller: the campaign workers.';
 
 create function wa.record_campaign_send(
-  p_recipient_id bigint, p_outcome text, p_wamid text default null, p_error jsonb default null,
+  p_recipient_id bigint, p_attempt integer, p_outcome text, p_wamid text default null, p_error jsonb default null,
   p_retry_after interval default null, p_max_attempts integer default 5, p_now timestamptz default now()
 )
 returns text
@@ -1135,7 +1137,7 @@ declare
   v_state text;
 begin
   select * into v_recipient from wa.campaign_recipients r where r.id = p_recipient_id for update;
-  if not found or v_recipient.state <> 'sending' then
+  if not found or v_recipient.state <> 'sending' or v_recipient.attempts <> p_attempt then
     -- Another worker took it over after our lease ran out: its outcome stands.
     return coalesce(v_recipient.state, 'gone');
   end if;
@@ -1165,12 +1167,31 @@ begin
   return v_state;
 end;
 $$;
-comment on function wa.record_campaign_send(bigint, text, text, jsonb, interval, integer, timestamptz) is
+comment on function wa.record_campaign_send(bigint, integer, text, text, jsonb, interval, integer, timestamptz) is
   'Records what a campaign send did: sent (wamid), failed (p_retry_after: queued again after it, up to '
   'p_max_attempts; else failed with the error code and reason: 131049/131050 and every definite refusal), '
   'unknown (left leased for the claim to settle from Meta''s statuses). 131050 marks the contact opted out. '
-  'Broadcasts the progress (at most once a second). A recipient no longer ours is left alone. Caller: the '
+  'Broadcasts the progress (at most once a second). A recipient no longer ours (another claim, another '
+  'p_attempt) is left alone. Caller: the '
   'campaign workers.';
+
+create function wa.renew_campaign_lease(p_recipient_id bigint, p_attempt integer, p_lease interval)
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- The fence: a claim after ours (its lease ran out while the governor made us wait) bumped attempts.
+  -- updated_at marks the send's start: a lost answer is sent again only p_unknown_grace after it.
+  update wa.campaign_recipients r set lease_until = clock_timestamp() + p_lease, updated_at = clock_timestamp()
+  where r.id = p_recipient_id and r.attempts = p_attempt and r.state = 'sending';
+  return found;
+end;
+$$;
+comment on function wa.renew_campaign_lease(bigint, integer, interval) is
+  'Right before the HTTP call of a campaign send: extends the lease if the claim p_attempt still holds the '
+  'recipient, so no later claim sends it too; false when another claim took it over (nothing may be sent). '
+  'Caller: the campaign workers.';
 
 create function wa.next_campaign_send_at()
 returns timestamptz
@@ -1192,7 +1213,8 @@ revoke all on function wa.in_send_window(public.campaigns, timestamptz),
   wa.create_campaign(uuid, text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid),
   wa.campaign_for_update(uuid, uuid), wa.broadcast_campaign_progress(uuid, boolean), wa.complete_campaigns(timestamptz),
   wa.claim_campaign_send(text, interval, interval, timestamptz),
-  wa.record_campaign_send(bigint, text, text, jsonb, interval, integer, timestamptz),
+  wa.record_campaign_send(bigint, integer, text, text, jsonb, interval, integer, timestamptz),
+  wa.renew_campaign_lease(bigint, integer, interval),
   wa.next_campaign_send_at()
   from public, anon, authenticated, service_role;
 revoke all on function public.create_campaign(text, text, text, text, jsonb, uuid[], jsonb, timestamptz, jsonb, uuid),

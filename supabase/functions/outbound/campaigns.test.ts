@@ -62,7 +62,9 @@ function sender(sql: Sql, graphUrl: string, workerId: string, concurrency = 4) {
       halfOpenAfterMs: 1000,
     }),
   );
-  return createCampaignSender(sql, governed(graph, sql, { priority: "campaign", maxWaitMs: 30_000 }), {
+  const governor = (client: typeof graph) =>
+    governed(client, sql, { priority: "campaign", maxWaitMs: 30_000 });
+  return createCampaignSender(sql, graph, governor, {
     workerId,
     concurrency,
     leaseSeconds: 60,

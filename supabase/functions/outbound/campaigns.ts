@@ -1,7 +1,8 @@
 // The campaign sender: lanes that each claim one recipient (wa.claim_campaign_send: skip locked, leased, its
 // message written before the send), send it through the governor at campaign priority, and record the
-// outcome (wa.record_campaign_send). Exactly once per (campaign, contact) is decided in SQL; a lane that
-// dies mid-send leaves a lease the next claim settles from Meta's statuses.
+// outcome (wa.record_campaign_send). Exactly once per (campaign, contact) is decided in SQL: the claim's
+// attempt is a fence, renewed between the governor's slot and the HTTP call, and a lane that dies mid-send
+// leaves a lease the next claim settles from Meta's statuses.
 import type { Sql } from "../_shared/db.ts";
 import { governed } from "../_shared/governor.ts";
 import {
@@ -13,12 +14,13 @@ import {
 } from "../_shared/graph.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { resilient } from "../_shared/resilience.ts";
-import type { OutboundEnv } from "./config.ts";
+import { checkLease, type OutboundEnv } from "./config.ts";
 
 export interface CampaignSenderOptions {
   workerId: string;
   /** Lanes sending at once: enough to keep the number's rate with a Graph API round trip in flight per lane. */
   concurrency: number;
+  /** Longer than a send's HTTP calls (timeout × attempts): the lease is renewed right before them. */
   leaseSeconds: number;
   /** How long a send whose outcome is unknown waits for Meta's statuses before it is sent again. */
   unknownGraceSeconds: number;
@@ -39,14 +41,49 @@ interface ClaimedSend {
   message_id: string;
   phone_number_id: string;
   body: SendPayload;
+  /** The claim's fence. */
+  attempt: number;
 }
 
 /** Backoff of a retryable failure Meta gave no wait for: 2^attempt seconds, at most 5 minutes. */
-function backoffMs(attempts: number): number {
-  return Math.min(300_000, 1000 * 2 ** attempts);
+function backoffMs(attempt: number): number {
+  return Math.min(300_000, 1000 * 2 ** attempt);
 }
 
-export function createCampaignSender(sql: Sql, graph: GraphClient, options: CampaignSenderOptions) {
+/** The claim's lease went to a later claim while the governor made it wait: nothing was sent. */
+class LeaseLostError extends Error {
+  constructor(recipientId: string) {
+    super(`campaign recipient ${recipientId}: lease taken over before the send`);
+  }
+}
+
+/**
+ * `graph` with the claim's lease renewed (fenced by its attempt) right before the HTTP call: a claim whose lease
+ * ran out during the governor's wait never sends what a later claim sends.
+ */
+function fencedSends(sql: Sql, graph: GraphClient, claim: ClaimedSend, leaseSeconds: number): GraphClient {
+  return {
+    async send(phoneNumberId, payload) {
+      const [row] = await sql<{ ours: boolean }[]>`
+        select wa.renew_campaign_lease(${claim.recipient_id}::bigint, ${claim.attempt},
+                                       make_interval(secs => ${leaseSeconds})) as ours`;
+      if (!row?.ours) throw new LeaseLostError(claim.recipient_id);
+      return await graph.send(phoneNumberId, payload);
+    },
+    markRead: (phoneNumberId, wamid) => graph.markRead(phoneNumberId, wamid),
+  };
+}
+
+/**
+ * The sender. `graph` is the raw client (its retries and breaker); `governor` puts a client behind the send
+ * governor at campaign priority.
+ */
+export function createCampaignSender(
+  sql: Sql,
+  graph: GraphClient,
+  governor: (client: GraphClient) => GraphClient,
+  options: CampaignSenderOptions,
+) {
   async function record(
     claim: ClaimedSend,
     outcome: string,
@@ -55,15 +92,16 @@ export function createCampaignSender(sql: Sql, graph: GraphClient, options: Camp
     retryMs?: number,
   ) {
     const [row] = await sql<{ state: string }[]>`
-      select wa.record_campaign_send(${claim.recipient_id}::bigint, ${outcome}, ${wamid},
+      select wa.record_campaign_send(${claim.recipient_id}::bigint, ${claim.attempt}, ${outcome}, ${wamid},
                                      ${error === null ? null : JSON.stringify(error)}::text::jsonb,
                                      ${retryMs === undefined ? null : `${retryMs} milliseconds`}::interval,
                                      ${options.maxAttempts}) as state`;
     return row?.state ?? "gone";
   }
 
-  async function sendOne(claim: ClaimedSend, attempts: number): Promise<string> {
-    const result = await graph.send(claim.phone_number_id, claim.body);
+  async function sendOne(claim: ClaimedSend): Promise<string> {
+    const result = await governor(fencedSends(sql, graph, claim, options.leaseSeconds))
+      .send(claim.phone_number_id, claim.body);
     switch (result.kind) {
       case "sent":
         return await record(claim, "sent", result.wamid, null);
@@ -75,7 +113,7 @@ export function createCampaignSender(sql: Sql, graph: GraphClient, options: Camp
           "failed",
           null,
           result.error,
-          result.retryable ? result.retryAfterMs ?? backoffMs(attempts) : undefined,
+          result.retryable ? result.retryAfterMs ?? backoffMs(claim.attempt) : undefined,
         );
     }
   }
@@ -86,18 +124,16 @@ export function createCampaignSender(sql: Sql, graph: GraphClient, options: Camp
     let sends = 0;
     const lane = async () => {
       while (!drainOptions.signal?.aborted && performance.now() - started < drainOptions.budgetMs) {
-        const [claim] = await sql<(ClaimedSend & { attempts: number })[]>`
-          select c.*, r.attempts
-          from wa.claim_campaign_send(${options.workerId}, make_interval(secs => ${options.leaseSeconds}),
-                                      make_interval(secs => ${options.unknownGraceSeconds})) c
-          join wa.campaign_recipients r on r.id = c.recipient_id`;
+        const [claim] = await sql<ClaimedSend[]>`
+          select * from wa.claim_campaign_send(${options.workerId}, make_interval(secs => ${options.leaseSeconds}),
+                                               make_interval(secs => ${options.unknownGraceSeconds}))`;
         if (claim === undefined) return;
         let state: string;
         try {
-          state = await sendOne(claim, claim.attempts);
+          state = await sendOne(claim);
         } catch (error) {
           // The lease runs out and the next claim settles it from Meta's statuses: never a blind resend.
-          state = "error";
+          state = error instanceof LeaseLostError ? "lease_lost" : "error";
           log("warn", {
             function: "outbound",
             job: "campaign-send",
@@ -123,6 +159,7 @@ export function createCampaignSender(sql: Sql, graph: GraphClient, options: Camp
 
 /** The sender configured from the environment: its own Graph API breaker, the governor at campaign priority. */
 export function campaignSenderFrom(env: OutboundEnv, sql: Sql, workerId: string) {
+  checkLease(env);
   const graph = createGraphClient(
     env.WHATSAPP_API_BASE,
     env.WHATSAPP_ACCESS_TOKEN,
@@ -136,7 +173,9 @@ export function campaignSenderFrom(env: OutboundEnv, sql: Sql, workerId: string)
       halfOpenAfterMs: 30_000,
     }),
   );
-  return createCampaignSender(sql, governed(graph, sql, { priority: "campaign", maxWaitMs: 30_000 }), {
+  const governor = (client: GraphClient) =>
+    governed(client, sql, { priority: "campaign", maxWaitMs: 30_000 });
+  return createCampaignSender(sql, graph, governor, {
     workerId,
     concurrency: env.CAMPAIGN_CONCURRENCY,
     leaseSeconds: env.CAMPAIGN_LEASE_SECONDS,

@@ -9,7 +9,7 @@ export const outboundEnv = z.object({
   GRAPH_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   // Lanes per worker: at 80 mps and a ~50 ms Graph API round trip, 4 keep the rate; 8 leave room.
   CAMPAIGN_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
-  CAMPAIGN_LEASE_SECONDS: z.coerce.number().int().min(5).default(60),
+  CAMPAIGN_LEASE_SECONDS: z.coerce.number().int().min(1).default(60),
   // Meta sends a `sent` status for every accepted message within seconds; after this long without one, a send
   // whose answer was lost (worker killed, timeout) is sent again.
   CAMPAIGN_UNKNOWN_GRACE_SECONDS: z.coerce.number().min(1).default(120),
@@ -18,3 +18,11 @@ export const outboundEnv = z.object({
   CAMPAIGN_TIME_BUDGET_MS: z.coerce.number().int().positive().default(50_000),
 });
 export type OutboundEnv = z.infer<typeof outboundEnv>;
+
+/** A lease renewed right before a send must outlast its HTTP calls (two attempts and a retry delay). */
+export function checkLease(env: OutboundEnv): OutboundEnv {
+  if (env.CAMPAIGN_LEASE_SECONDS * 1000 <= 2 * env.GRAPH_TIMEOUT_MS + 1000) {
+    throw new Error("CAMPAIGN_LEASE_SECONDS must exceed two GRAPH_TIMEOUT_MS and a second");
+  }
+  return env;
+}
