@@ -1240,7 +1240,7 @@ comment on function wa.invoke_campaign_sender() is
   '(wa.invoke_edge_function). Returns the pg_net request id or null.';
 revoke all on function wa.invoke_campaign_sender() from public, anon, authenticated, service_role;
 
-insert into wa.jobs (name, schedule, command, needs_pg_net) values
-  ('wabase-template-sync', '17 * * * *', 'select wa.invoke_edge_function(''outbound/templates/sync'')', true),
-  ('wabase-campaigns', '* * * * *', 'select wa.invoke_campaign_sender()', true);
+insert into wa.jobs (name, schedule, command, seconds_schedule, needs_pg_net) values
+  ('wabase-template-sync', '17 * * * *', 'select wa.invoke_edge_function(''outbound/templates/sync'')', null, true),
+  ('wabase-campaigns', '* * * * *', 'select wa.invoke_campaign_sender()', '5 seconds', true);
 select wa.schedule_jobs();
