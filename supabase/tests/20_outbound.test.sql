@@ -2,7 +2,7 @@
 -- and bot/operator priority, the pair rate with bursts, 130429 and 131056 backoff). Concurrency and the Graph
 -- API path are in supabase/functions/_shared/governor.test.ts and bench/campaigns.ts.
 begin;
-select plan(41);
+select plan(44);
 
 create function pg_temp.t(p_ms numeric) returns timestamptz language sql immutable as $$
   select '2026-01-01 00:00:00+00'::timestamptz + p_ms * interval '1 millisecond'
@@ -203,6 +203,19 @@ select tests.authenticate_as(current_setting('test.coord')::uuid);
 select isnt(public.set_marketing_opt_out((select c.id from public.conversations c join public.contacts k on k.id = c.contact_id
   where k.wa_id = '5215577770001'), true), null, 'an operator who may act on the conversation opts its contact out');
 select tests.clear_authentication();
+
+-- ---------------------------------------------------------------------------------------------
+-- Send hours
+-- ---------------------------------------------------------------------------------------------
+update public.campaigns set window_start_hour = 9, window_end_hour = 18, time_zone = 'America/Mexico_City'
+where id = current_setting('test.campaign')::uuid;
+select ok((select wa.in_send_window(c, '2026-01-05 15:00:00+00') from public.campaigns c
+           where c.id = current_setting('test.campaign')::uuid), 'at 09:00 in Mexico City the window is open');
+select ok((select not wa.in_send_window(c, '2026-01-05 14:59:00+00') from public.campaigns c
+           where c.id = current_setting('test.campaign')::uuid), 'at 08:59 it is not');
+update public.campaigns set window_start_hour = 20, window_end_hour = 8 where id = current_setting('test.campaign')::uuid;
+select ok((select wa.in_send_window(c, '2026-01-05 08:00:00+00') from public.campaigns c
+           where c.id = current_setting('test.campaign')::uuid), 'a window across midnight: 02:00 local is in it');
 
 select * from finish();
 rollback;

@@ -190,6 +190,20 @@ Deno.test("a worker killed mid-send: settled from Meta's `sent` status, or sent 
     assert.equal(again.length, 1, "no status within the grace: the second is sent again");
     assert.equal(again[0]!.recipient_id, claims[1]!.recipient_id);
     assert.equal(again[0]!.message_id, claims[1]!.message_id, "the same message row, never a second one");
+    // The dead worker's claim is fenced off: it may neither send (renew) nor record any more.
+    const [renew] = await sql`select wa.renew_campaign_lease(${claims[1]!.recipient_id}, ${
+      claims[1]!.attempt
+    },
+                                                             interval '60 seconds') as ours`;
+    assert.equal(renew?.ours, false);
+    const [late] = await sql`select wa.record_campaign_send(${claims[1]!.recipient_id}, ${claims[1]!.attempt},
+                                                            'sent', 'wamid.late') as state`;
+    assert.equal(late?.state, "sending", "a stale claim's result is not recorded");
+    const [current] = await sql`select wa.renew_campaign_lease(${again[0]!.recipient_id}, ${
+      again[0]!.attempt
+    },
+                                                               interval '60 seconds') as ours`;
+    assert.equal(current?.ours, true, "the current claim may send");
     const [count] = await sql`select count(*)::int as n from public.messages m
                               join wa.campaign_recipients r on r.message_id = m.id where r.campaign_id = ${campaignId}`;
     assert.equal(count?.n, 2);
