@@ -17,6 +17,7 @@ import { deadlocks } from "./deadlocks.ts";
 import { realtime } from "./realtime.ts";
 import { routing } from "./routing.ts";
 import { media } from "./media.ts";
+import { campaigns } from "./campaigns.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -29,6 +30,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   realtime,
   routing,
   media,
+  campaigns,
 };
 
 async function runOne(

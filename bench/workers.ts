@@ -33,8 +33,8 @@ async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: stri
   }
 }
 
-/** Starts `count` workers with `env` on top of the real environment. */
-export function startWorkers(count: number, env: Record<string, string>): WorkerPool {
+/** Starts `count` workers (buffer workers, or the local worker at `script`) with `env` on top of the real one. */
+export function startWorkers(count: number, env: Record<string, string>, script = workerPath): WorkerPool {
   const outcomes: Record<string, number> = {};
   const unexpectedExits: string[] = [];
   const live = new Set<Worker>();
@@ -45,7 +45,7 @@ export function startWorkers(count: number, env: Record<string, string>): Worker
   const spawn = () => {
     const id = `bench-worker-${++started}`;
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", workerPath],
+      args: ["run", "-A", script],
       env,
       stdout: "piped",
       stderr: "piped",

@@ -31,10 +31,88 @@ export type Database = {
   }
   public: {
     Tables: {
+      campaigns: {
+        Row: {
+          created_at: string
+          created_by: string | null
+          id: string
+          name: string
+          phone_number_id: string
+          progress_at: string | null
+          starts_at: string
+          status: string
+          team_id: string | null
+          template_language: string
+          template_name: string
+          time_zone: string
+          updated_at: string
+          window_end_hour: number | null
+          window_start_hour: number | null
+        }
+        Insert: {
+          created_at?: string
+          created_by?: string | null
+          id?: string
+          name: string
+          phone_number_id: string
+          progress_at?: string | null
+          starts_at: string
+          status?: string
+          team_id?: string | null
+          template_language: string
+          template_name: string
+          time_zone?: string
+          updated_at?: string
+          window_end_hour?: number | null
+          window_start_hour?: number | null
+        }
+        Update: {
+          created_at?: string
+          created_by?: string | null
+          id?: string
+          name?: string
+          phone_number_id?: string
+          progress_at?: string | null
+          starts_at?: string
+          status?: string
+          team_id?: string | null
+          template_language?: string
+          template_name?: string
+          time_zone?: string
+          updated_at?: string
+          window_end_hour?: number | null
+          window_start_hour?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "campaigns_created_by_fkey"
+            columns: ["created_by"]
+            isOneToOne: false
+            referencedRelation: "profiles"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "campaigns_created_by_fkey"
+            columns: ["created_by"]
+            isOneToOne: false
+            referencedRelation: "team_members"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "campaigns_team_id_fkey"
+            columns: ["team_id"]
+            isOneToOne: false
+            referencedRelation: "teams"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       contacts: {
         Row: {
           created_at: string
           id: string
+          marketing_opt_out_source: string | null
+          marketing_opted_out_at: string | null
           profile_name: string | null
           updated_at: string
           user_id: string | null
@@ -44,6 +122,8 @@ export type Database = {
         Insert: {
           created_at?: string
           id?: string
+          marketing_opt_out_source?: string | null
+          marketing_opted_out_at?: string | null
           profile_name?: string | null
           updated_at?: string
           user_id?: string | null
@@ -53,6 +133,8 @@ export type Database = {
         Update: {
           created_at?: string
           id?: string
+          marketing_opt_out_source?: string | null
+          marketing_opted_out_at?: string | null
           profile_name?: string | null
           updated_at?: string
           user_id?: string | null
@@ -443,8 +525,24 @@ export type Database = {
         Args: { conversation_id: string; executive_id: string }
         Returns: Json
       }
+      campaign_progress: { Args: { campaign_id: string }; Returns: Json }
       claim_conversation: { Args: { conversation_id: string }; Returns: Json }
       close_conversation: { Args: { conversation_id: string }; Returns: Json }
+      create_campaign: {
+        Args: {
+          components?: Json
+          name: string
+          phone_number_id: string
+          prospect_ids?: string[]
+          recipients?: Json
+          send_window?: Json
+          starts_at?: string
+          team_id?: string
+          template_language: string
+          template_name: string
+        }
+        Returns: string
+      }
       delete_routing_rule: {
         Args: { phone_number_id: string }
         Returns: undefined
@@ -486,6 +584,26 @@ export type Database = {
           status: string
           team_id: string
           unread_count: number
+          window_closes_at: string
+        }[]
+      }
+      list_templates: {
+        Args: {
+          p_language?: string
+          p_phone_number_id?: string
+          p_status?: string
+        }
+        Returns: {
+          category: string
+          components: Json
+          language: string
+          name: string
+          parameter_format: string
+          parameters: Json
+          quality: string
+          status: string
+          template_id: string
+          waba_id: string
         }[]
       }
       ops_metrics: { Args: Record<PropertyKey, never>; Returns: Json }
@@ -509,9 +627,17 @@ export type Database = {
         Args: { away: boolean; executive_id: string }
         Returns: Json
       }
+      set_campaign_status: {
+        Args: { action: string; campaign_id: string }
+        Returns: string
+      }
       set_executive_capacity: {
         Args: { capacity: number; executive_id: string }
         Returns: Json
+      }
+      set_marketing_opt_out: {
+        Args: { conversation_id: string; opted_out: boolean }
+        Returns: string
       }
       set_routing_rule: {
         Args: {

@@ -6,6 +6,8 @@
 // handler becomes a 500), so it cannot drop a connection, and its shutdown waits for a hung handler. Here a
 // dropped or hung request ends as the client would see it from Meta: a connection closed with no answer.
 import { type FakeMedia, startFakeMedia } from "./fake-media.ts";
+import { createLimiter, type FakeLimits } from "./fake-limits.ts";
+import { type FakeTemplate, templatesPage } from "./fake-templates.ts";
 import { newWamid } from "./testing/whatsapp-fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -404,6 +406,8 @@ export interface FakeGraph {
   received: ReceivedRequest[];
   /** Message ids of accepted mark-as-read requests, in order. */
   readReceipts: string[];
+  /** Requests refused by the `limits` (not by injected faults), by code: 130429 and 131056. */
+  throttled: Record<130429 | 131056, number>;
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
@@ -434,6 +438,10 @@ export interface FakeGraphOptions {
   fault?: () => Fault | undefined;
   /** The media download URLs' clock, epoch ms (default Date.now): they expire 5 minutes after issue. */
   clock?: () => number;
+  /** Enforce the number's throughput and the pair rate as Meta does (see fake-limits.ts); default: none. */
+  limits?: FakeLimits;
+  /** Templates by WABA id, served paged by GET /{waba-id}/message_templates (the object may change). */
+  templates?: Record<string, FakeTemplate[]>;
 }
 
 export const DEFAULT_ACCESS_TOKEN = "local-whatsapp-access-token";
@@ -457,6 +465,7 @@ const MEDIA_TYPES: readonly string[] = ["image", "audio", "video", "document", "
 const MESSAGES_PATH = /^\/v\d+\.\d+\/([^/]+)\/messages\/?$/;
 const MEDIA_ID_PATH = /^\/v\d+\.\d+\/([^/]+)\/?$/;
 const MEDIA_UPLOAD_PATH = /^\/v\d+\.\d+\/(\d+)\/media\/?$/;
+const TEMPLATES_PATH = /^\/v\d+\.\d+\/(\d+)\/message_templates\/?$/;
 // `+`, spaces, dashes and parentheses are accepted by Meta (WHATSAPP.md §2.1); wa_id keeps the digits.
 const PHONE = /^\+?[\d\s()-]+$/;
 // ISO country code, optional ENT (parent BSUID), then up to 128 alphanumerics (§1.10).
@@ -674,6 +683,8 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const readReceipts: string[] = [];
   const queue: Fault[] = [];
   const media = startFakeMedia({ accessToken, clock: options.clock });
+  const throttled = { 130429: 0, 131056: 0 };
+  const limiter = options.limits && createLimiter(options.limits);
 
   const handle: Http1Handler = async (req, closing) => {
     const at = new Date();
@@ -708,6 +719,16 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       return answer;
     }
 
+    const templates = TEMPLATES_PATH.exec(path)?.[1];
+    if (req.method === "GET" && templates !== undefined && options.templates !== undefined) {
+      const authorized = req.headers.get("authorization") === `Bearer ${accessToken}`;
+      record(authorized ? 200 : 401);
+      return authorized
+        ? templatesPage(options.templates[templates] ?? [], new URL(req.url))
+        : graphErrorResponse(
+          new GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token"),
+        );
+    }
     let valid: ValidSend | ValidRead;
     try {
       if (phoneNumberId === null) {
@@ -747,6 +768,16 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       return graphErrorResponse(error);
     }
 
+    const verdict = limiter?.check(
+      phoneNumberId,
+      valid.kind === "send" ? valid.contact.wa_id ?? valid.contact.user_id ?? null : null,
+      Date.now(),
+    ) ?? "ok";
+    if (verdict !== "ok") {
+      throttled[verdict]++;
+      record(400);
+      return graphErrorResponse(new GraphError(400, verdict, titled(verdict)));
+    }
     // Only requests Meta would accept meet a fault: a malformed one is refused before anything else.
     const fault = queue.shift() ?? options.fault?.();
     const accept = (): Response => {
@@ -816,6 +847,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     sent,
     received,
     readReceipts,
+    throttled,
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
     media,
@@ -824,6 +856,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       received.length = 0;
       readReceipts.length = 0;
       queue.length = 0;
+      throttled[130429] = throttled[131056] = 0;
     },
     close: async () => {
       await Promise.all([server.close(), media.close()]);

@@ -626,7 +626,7 @@ as $$
 $$;
 comment on function wa.pg_cron_version() is 'pg_cron''s major and minor version, or null when it is not installed.';
 
-create function wa.invoke_function(p_function text)
+create function wa.invoke_edge_function(p_path text)
 returns bigint
 language plpgsql
 set search_path = ''
@@ -638,7 +638,7 @@ declare
 begin
   if to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is null
      or to_regclass('vault.decrypted_secrets') is null then
-    raise warning 'wabase: pg_net and Vault are needed to invoke % from the database', p_function;
+    raise warning 'wabase: pg_net and Vault are needed to invoke % from the database', p_path;
     return null;
   end if;
   -- Dynamic SQL with the schema as a parameter: neither schema exists on a cluster without them (nor for the
@@ -653,15 +653,16 @@ begin
   end if;
   execute format('select %I.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)', 'net')
     into v_request_id
-    using rtrim(v_url, '/') || '/functions/v1/' || p_function, '{}'::jsonb,
+    using rtrim(v_url, '/') || '/functions/v1/' || p_path, '{}'::jsonb,
           jsonb_build_object('Content-Type', 'application/json', 'Authorization', 'Bearer ' || v_key), 5000;
   return v_request_id;
 end;
 $$;
-comment on function wa.invoke_function(text) is
-  'POSTs {} to the Edge Function p_function through pg_net, with the project URL and service role key read from '
-  'Vault (secrets wabase_project_url, wabase_service_role_key), as Supabase documents for scheduled functions. '
-  'Returns the pg_net request id, or null when pg_net/Vault/the secrets are missing. Callers: the pg_cron jobs.';
+comment on function wa.invoke_edge_function(text) is
+  'POSTs {} to the Edge Function at p_path (e.g. buffer-processor) through pg_net, with the project URL and '
+  'service role key read from Vault (secrets wabase_project_url, wabase_service_role_key), as Supabase '
+  'documents for scheduled functions. Returns the pg_net request id, or null when pg_net/Vault/the secrets are '
+  'missing. Callers: the pg_cron jobs that invoke functions.';
 
 create function wa.invoke_buffer_processor()
 returns bigint
@@ -673,12 +674,13 @@ begin
   then
     return null;
   end if;
-  return wa.invoke_function('buffer-processor');
+  return wa.invoke_edge_function('buffer-processor');
 end;
 $$;
 comment on function wa.invoke_buffer_processor() is
-  'pg_cron job on Supabase: when a buffer is due, POSTs to the buffer-processor Edge Function (wa.invoke_function). '
-  'Returns the pg_net request id, or null when nothing is due or pg_net/Vault/the secrets are missing.';
+  'pg_cron job on Supabase: when a buffer is due, POSTs to the buffer-processor Edge Function '
+  '(wa.invoke_edge_function). Returns the pg_net request id, or null when nothing is due or pg_net/Vault/the '
+  'secrets are missing.';
 
 create table wa.jobs (
   name text primary key,
@@ -744,7 +746,7 @@ revoke all on function wa.batch_exhausted(wa.buffers), wa.lost_lease_error(wa.bu
   wa.begin_agent_reply(bigint, bigint, text, jsonb, interval, timestamptz),
   wa.record_send_result(uuid, text, text, jsonb, timestamptz),
   wa.sweep_orphaned_buffers(timestamptz),
-  wa.pg_cron_version(), wa.invoke_function(text), wa.invoke_buffer_processor(), wa.schedule_jobs()
+  wa.pg_cron_version(), wa.invoke_edge_function(text), wa.invoke_buffer_processor(), wa.schedule_jobs()
   from public, anon, authenticated, service_role;
 
 create function wa.save_circuit_breaker(p_name text, p_state text, p_snapshot jsonb)

@@ -14,7 +14,8 @@ returns table (
   conversation_id uuid, contact_id uuid, contact_name text, contact_number text, last_message_text text,
   last_message_at timestamptz, last_message_direction text, assigned_executive_id uuid,
   assigned_executive_name text, team_id uuid, handled_as_backup boolean, bot_paused boolean,
-  bot_paused_until timestamptz, unread_count integer, status text, in_queue boolean, cursor text
+  bot_paused_until timestamptz, unread_count integer, status text, in_queue boolean, cursor text,
+  window_closes_at timestamptz
 )
 language plpgsql
 stable
@@ -52,7 +53,9 @@ begin
           where m.conversation_id = c.id and m.direction = 'inbound' and m.read_at is null),
          c.status, c.assigned_executive_id is null and c.team_id is not null and c.status = 'open',
          translate(encode(convert_to(jsonb_build_object('t', c.last_message_at, 'i', c.id)::text, 'utf8'), 'base64'),
-                   E'\n', '')
+                   E'\n', ''),
+         -- WhatsApp's 24-hour customer-service window: free-form sends until then, templates after.
+         c.last_inbound_at + interval '24 hours'
   from public.conversations c
   join public.contacts k on k.id = c.contact_id
   left join public.profiles e on e.id = c.assigned_executive_id
@@ -80,7 +83,8 @@ comment on function public.list_conversations(text, text, integer, text) is
   'unread count, open/closed status and whether it waits in a team queue. Keyset-paginated: pass the last row''s '
   'cursor to get the next page. p_search matches the contact''s name (trigram similarity or substring) or number '
   '(digits). p_filter: all (everything visible), mine (the caller''s and those they back up), queue (the '
-  'caller''s team''s open unassigned ones). Raises 22023 invalid_limit (1..200), invalid_cursor or '
+  'caller''s team''s open unassigned ones). window_closes_at: when the 24-hour window closes (null: never '
+  'opened). Raises 22023 invalid_limit (1..200), invalid_cursor or '
   'invalid_filter. Caller: the frontend.';
 revoke all on function public.list_conversations(text, text, integer, text) from public, anon, service_role;
 grant execute on function public.list_conversations(text, text, integer, text) to authenticated;

@@ -461,12 +461,12 @@ begin
      and not exists (select from wa.phone_numbers n where n.media_retention is not null) then
     return null;
   end if;
-  return wa.invoke_function('media-fetcher');
+  return wa.invoke_edge_function('media-fetcher');
 end;
 $$;
 comment on function wa.invoke_media_fetcher() is
   'pg_cron job on Supabase: when a media job is due (or a retention policy is set), POSTs to the media-fetcher '
-  'Edge Function through pg_net (wa.invoke_function). Returns the pg_net request id or null.';
+  'Edge Function through pg_net (wa.invoke_edge_function). Returns the pg_net request id or null.';
 
 insert into wa.jobs (name, schedule, command, seconds_schedule, needs_pg_net) values
   ('wabase-media-fetcher', '* * * * *', 'select wa.invoke_media_fetcher()', '5 seconds', true);

@@ -21,6 +21,8 @@ export interface GraphErrorBody {
 
 // Codes Meta documents as transient (WHATSAPP.md §3.2): overload, rate limits, maintenance.
 const RETRYABLE_CODES = new Set([1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004]);
+/** Meta's "too fast" codes (number throughput, pair rate): paced by the send governor (governor.ts), not here. */
+export const THROTTLE_CODES: ReadonlySet<number> = new Set([130429, 131056]);
 
 const graphError = z.object({
   error: z.object({
@@ -191,13 +193,17 @@ export function createGraphClient(apiBase: string, accessToken: string, policy: 
 
 /** Failures that count against the Graph API breaker: the service misbehaving, not a rejected request. */
 export function graphBreaks(error: unknown): boolean {
-  return error instanceof GraphRetryableError || error instanceof TaskCancelledError ||
+  return (error instanceof GraphRetryableError && !throttled(error)) || error instanceof TaskCancelledError ||
     error instanceof AmbiguousSendError;
+}
+
+function throttled(error: GraphRetryableError): boolean {
+  return error.body.code !== null && THROTTLE_CODES.has(error.body.code);
 }
 
 /** Failures worth an immediate retry inside one attempt: transient, and not asking us to wait long. */
 export function graphRetryable(maxWaitMs: number) {
   return (error: unknown) =>
-    error instanceof GraphRetryableError &&
+    error instanceof GraphRetryableError && !throttled(error) &&
     (error.retryAfterMs === undefined || error.retryAfterMs <= maxWaitMs);
 }

@@ -1,6 +1,7 @@
 // Drains due conversation buffers: claim a batch, ask the agent, write the reply under the batch's
 // idempotency key, send it, record the outcome, complete. Every step that could duplicate a reply is
 // decided in SQL (fences, idempotency keys), so crashes and concurrent workers cost at most a retry.
+import { governed, INTERACTIVE } from "../_shared/governor.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
@@ -376,7 +377,11 @@ export async function createProcessor(
     store,
     media,
     agent: createAgent(env, agentPolicy),
-    graph: createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
+    graph: governed(
+      createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
+      sql,
+      INTERACTIVE,
+    ),
     workerId,
     breakers: () => ({ agent: agentPolicy.breakerState(), graph: graphPolicy.breakerState() }),
   });

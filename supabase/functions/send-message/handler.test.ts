@@ -38,6 +38,34 @@ interface Ctx {
   post: (user: TestUser, body: unknown, path?: string) => Promise<Reply>;
 }
 
+/** The number's account gets a catalogue: two approved templates in es_MX (one with a {{1}}), others. */
+async function seedTemplates(sql: Sql, phoneNumberId: string) {
+  const waba = String(Math.floor(Math.random() * 1e15));
+  await sql`update wa.phone_numbers set waba_id = ${waba}, template_language = 'es_MX'
+            where phone_number_id = ${phoneNumberId}`;
+  const body = (text: string) => [{ type: "BODY", text }];
+  const templates = [
+    {
+      id: `${waba}1`,
+      name: "seguimiento",
+      language: "es_MX",
+      status: "APPROVED",
+      category: "MARKETING",
+      components: body("Hola"),
+    },
+    {
+      id: `${waba}2`,
+      name: "cita",
+      language: "es_MX",
+      status: "APPROVED",
+      components: body("Tu cita es {{1}}"),
+    },
+    { id: `${waba}3`, name: "seguimiento", language: "en_US", status: "APPROVED", components: body("Hi") },
+    { id: `${waba}4`, name: "promo", language: "es_MX", status: "PAUSED", components: body("Oferta") },
+  ];
+  await sql`select wa.upsert_templates(${waba}, ${JSON.stringify(templates)}::text::jsonb)`;
+}
+
 /** A server, the fakes, and a conversation whose customer just wrote, assigned to `owner`. */
 function sendTest(name: string, fn: (ctx: Ctx) => Promise<void>) {
   Deno.test(name, async () => {
@@ -59,6 +87,7 @@ function sendTest(name: string, fn: (ctx: Ctx) => Promise<void>) {
                                         last_inbound_at = now()
         where phone_number_id = ${phoneNumberId} returning id`;
       await clearBuffers(sql);
+      await seedTemplates(sql, phoneNumberId);
       const post = async (user: TestUser, body: unknown, path = "") => {
         const res = await fetch(`${server.url}send-message${path}`, {
           method: "POST",
@@ -226,4 +255,61 @@ sendTest("marking a conversation read sends one read receipt, once", async (ctx)
   assert.equal(ctx.fakes.graph.readReceipts.length, 1);
   const denied = await ctx.post(ctx.outsider, { conversation_id: ctx.conversationId }, "/read");
   assert.equal(denied.status, 403);
+});
+
+const template = (conversationId: string, name: string, components?: unknown[]) => ({
+  conversation_id: conversationId,
+  client_id: crypto.randomUUID(),
+  type: "template",
+  template: { name, language: "es_MX", ...(components ? { components } : {}) },
+});
+
+sendTest(
+  "outside the window the 422 lists the approved templates in the conversation's language",
+  async (ctx) => {
+    await ctx.sql`update public.conversations set last_inbound_at = now() - interval '2 days'
+                where id = ${ctx.conversationId}`;
+    const closed = await ctx.post(ctx.owner, text(ctx.conversationId));
+    assert.equal(closed.status, 422);
+    assert.equal(closed.body.error?.code, "outside_service_window");
+    const details = closed.body.error?.details as { templates: { name: string; language: string }[] };
+    assert.deepEqual(details.templates.map((t) => `${t.name}/${t.language}`), [
+      "cita/es_MX",
+      "seguimiento/es_MX",
+    ]);
+    assert.equal(ctx.fakes.graph.received.length, 0);
+  },
+);
+
+sendTest("a template send is checked against the catalogue before any API call", async (ctx) => {
+  const missing = await ctx.post(ctx.owner, template(ctx.conversationId, "no_such_template"));
+  assert.deepEqual([missing.status, missing.body.error?.code], [422, "template_not_found"]);
+  const paused = await ctx.post(ctx.owner, template(ctx.conversationId, "promo"));
+  assert.deepEqual([paused.status, paused.body.error?.code], [422, "template_not_approved"]);
+  const noParameter = await ctx.post(ctx.owner, template(ctx.conversationId, "cita"));
+  assert.deepEqual([noParameter.status, noParameter.body.error?.code], [422, "template_parameters"]);
+  assert.deepEqual(noParameter.body.error?.details, {
+    expected: [{ component: "body", name: "1", type: "text" }],
+  });
+  assert.equal(ctx.fakes.graph.received.length, 0, "nothing refused reached the API");
+  const filled = await ctx.post(
+    ctx.owner,
+    template(ctx.conversationId, "cita", [{ type: "body", parameters: [{ type: "text", text: "lunes" }] }]),
+  );
+  assert.equal(filled.status, 201);
+  assert.equal(ctx.fakes.graph.sent.length, 1);
+});
+
+sendTest("a marketing template to a contact who stopped marketing messages is refused", async (ctx) => {
+  await ctx.sql`update public.contacts set marketing_opted_out_at = now()
+                where id = (select contact_id from public.conversations where id = ${ctx.conversationId})`;
+  const refused = await ctx.post(ctx.owner, template(ctx.conversationId, "seguimiento"));
+  assert.deepEqual([refused.status, refused.body.error?.code], [422, "contact_opted_out"]);
+  const utility = await ctx.post(
+    ctx.owner,
+    template(ctx.conversationId, "cita", [{ type: "body", parameters: [{ type: "text", text: "lunes" }] }]),
+  );
+  assert.equal(utility.status, 201, "a template of another category still goes");
+  const outsider = await ctx.post(ctx.outsider, template(ctx.conversationId, "seguimiento"));
+  assert.equal(outsider.status, 403, "nothing about the conversation is told to an outsider");
 });

@@ -14,6 +14,7 @@ import {
   graphRetryable,
   recipientOf,
 } from "../_shared/graph.ts";
+import { governed, INTERACTIVE } from "../_shared/governor.ts";
 import { createHandler, HttpError, json, readJson } from "../_shared/http.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { takeToken } from "../_shared/ratelimit.ts";
@@ -21,6 +22,7 @@ import { resilient } from "../_shared/resilience.ts";
 import { messageBody, readRequest, sendRequest } from "./request.ts";
 import { uploadOutboundMedia } from "./outbound-media.ts";
 import type { MediaType } from "../_shared/media.ts";
+import { checkTemplate, withWindowTemplates } from "./templates.ts";
 
 export const env = authEnv.extend({
   SUPABASE_DB_URL: postgresUrl,
@@ -85,9 +87,17 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     ...recipientOf(to),
     ...messageBody(request),
   };
-  const [stored] = await sql<StoredMessage[]>`
+  if (request.type === "template") {
+    await checkTemplate(sql, actor, request.conversation_id, messageBody(request).template);
+  }
+  const [stored] = await withWindowTemplates(
+    sql,
+    request.conversation_id,
+    () =>
+      sql<StoredMessage[]>`
     select * from wa.begin_operator_send(${actor}, ${request.conversation_id}, ${request.client_id}, ${request.type},
-                                         ${JSON.stringify(payload)}::text::jsonb)`;
+                                         ${JSON.stringify(payload)}::text::jsonb)`,
+  );
   if (stored === undefined) throw new Error("wa.begin_operator_send returned no row");
   Object.assign(logFields, { conversation_id: request.conversation_id, client_id: request.client_id });
   const view = (status: string, wamid: string | null, error: unknown) => ({
@@ -104,7 +114,7 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
     logFields.duplicate = true;
     return json(view(stored.status, stored.wamid, stored.error));
   }
-  const result = await graphClient(env).send(to.phone_number_id, stored.body);
+  const result = await governed(graphClient(env), sql, INTERACTIVE).send(to.phone_number_id, stored.body);
   switch (result.kind) {
     case "sent": {
       const [row] = await sql<{ status: string }[]>`
@@ -159,7 +169,10 @@ async function markRead(req: Request, env: Env, actor: string, sql: Sql) {
   let receiptSent = false;
   if (row?.receipt_wamid) {
     // Settled: blue ticks are a courtesy; the read state is already stored.
-    receiptSent = await graphClient(env).markRead(row.phone_number_id, row.receipt_wamid).catch((error) => {
+    receiptSent = await governed(graphClient(env), sql, INTERACTIVE).markRead(
+      row.phone_number_id,
+      row.receipt_wamid,
+    ).catch((error) => {
       log("warn", { function: "send-message", job: "read-receipt", error: errorMessage(error) });
       return false;
     });

@@ -63,6 +63,10 @@ export async function recordRejected(
   return { kind: "rejected", eventId: Number(rows[0]?.id), reason };
 }
 
+/** The fields of account-level changes wa.apply_account_changes applies; other POSTs skip its round trip. */
+const ACCOUNT_FIELDS =
+  /"(message_template_status_update|message_template_quality_update|template_category_update|user_preferences)"/;
+
 // Bodies go over the wire as text and are cast in SQL (`::text::jsonb`): a parameter typed jsonb would make
 // the driver JSON-encode the string a second time.
 
@@ -76,6 +80,9 @@ export async function ingest(sql: Sql, payload: string, repair?: Repair): Promis
       select wa.ingest_webhook(${payload}::text::jsonb, p_raw_body => ${repair?.rawBody ?? null},
                                p_error => ${repair?.reason ?? null}) as counts`;
     if (row === undefined) throw new Error("wa.ingest_webhook returned no row");
+    // Templates and marketing preferences, in a transaction of their own (outbound migration); idempotent, so
+    // Meta's redelivery after a failure here applies them again.
+    if (ACCOUNT_FIELDS.test(payload)) await sql`select wa.apply_account_changes(${payload}::text::jsonb)`;
     return { kind: "ingested", counts: row.counts, repaired: repair?.reason ?? null };
   } catch (error) {
     if (!isBodyError(error)) throw error;
