@@ -218,7 +218,9 @@ set search_path = ''
 as $$
 begin
   perform wa.require_conversation_access(auth.uid(), conversation_id);
-  update public.conversations c set bot_paused_until = null, bot_paused_by = null, updated_at = now()
+  -- A handoff the agent asked for is answered too (docs/conversation.md); the history stays.
+  update public.conversations c set bot_paused_until = null, bot_paused_by = null, handoff_requested_at = null,
+                                    handoff_reason = null, updated_at = now()
   where c.id = resume_bot.conversation_id;
 end;
 $$;
@@ -252,7 +254,9 @@ begin
     'session', (select jsonb_build_object('state', s.state, 'data', s.data, 'version', s.version)
                 from wa.get_chat_session(v_conversation_id) s),
     'bot_paused', (select coalesce(c.bot_paused_until > now(), false) from public.conversations c
-                   where c.id = v_conversation_id));
+                   where c.id = v_conversation_id),
+    'typing_indicator', (select n.typing_indicator from wa.phone_numbers n
+                         where n.phone_number_id = v_context -> 'conversation' ->> 'phone_number_id'));
 end;
 $$;
 comment on function wa.agent_context_with_session(bigint, integer) is
