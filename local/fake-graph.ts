@@ -403,10 +403,12 @@ export interface FakeGraph {
   received: ReceivedRequest[];
   /** Message ids of accepted mark-as-read requests, in order. */
   readReceipts: string[];
+  /** Message ids of accepted mark-as-read requests that carried the typing indicator (§2.4), in order. */
+  typingIndicators: string[];
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
-  /** Clears sent, received, readReceipts and the fault queue (the arrays are emptied in place). */
+  /** Clears sent, received, readReceipts, typingIndicators and the fault queue (emptied in place). */
   reset: () => void;
   close: () => Promise<void>;
 }
@@ -554,6 +556,7 @@ interface ValidSend {
 interface ValidRead {
   kind: "read";
   messageId: string;
+  typing: boolean;
 }
 
 function validateTypeObject(type: MessageType, content: unknown): void {
@@ -628,7 +631,11 @@ function validateBody(body: unknown): ValidSend | ValidRead {
   if (body.status !== undefined) {
     if (body.status !== "read") throw invalid(`Param status must be one of {READ} - got "${body.status}".`);
     if (!nonEmptyString(body.message_id)) throw missing("The parameter message_id is required.");
-    return { kind: "read", messageId: body.message_id };
+    const typing = body.typing_indicator;
+    if (typing !== undefined && (!isRecord(typing) || typing.type !== "text")) {
+      throw invalid(`Param typing_indicator['type'] must be one of {TEXT}.`);
+    }
+    return { kind: "read", messageId: body.message_id, typing: typing !== undefined };
   }
   if (
     body.recipient_type !== undefined && body.recipient_type !== "individual" &&
@@ -665,6 +672,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const sent: SentMessage[] = [];
   const received: ReceivedRequest[] = [];
   const readReceipts: string[] = [];
+  const typingIndicators: string[] = [];
   const queue: Fault[] = [];
 
   const handle: Http1Handler = async (req, closing) => {
@@ -721,6 +729,7 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     const accept = (): Response => {
       if (valid.kind === "read") {
         readReceipts.push(valid.messageId);
+        if (valid.typing) typingIndicators.push(valid.messageId);
         return Response.json({ success: true });
       }
       const wamid = newWamid();
@@ -785,12 +794,14 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     sent,
     received,
     readReceipts,
+    typingIndicators,
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
     reset: () => {
       sent.length = 0;
       received.length = 0;
       readReceipts.length = 0;
+      typingIndicators.length = 0;
       queue.length = 0;
     },
     close: server.close,
