@@ -702,9 +702,12 @@ begin
   ),
   inserted as (
     insert into public.messages (conversation_id, wamid, direction, type, body, content_text, context_wamid,
-                                 sent_at, received_at, status, origin)
+                                 sent_at, received_at, status, origin, read_at, read_receipt_sent_at)
     select c.id, f.wamid, f.direction, f.msg ->> 'type', f.msg - 'wabase', wa.message_text(f.msg),
-           f.msg -> 'context' ->> 'id', f.sent_at, p_now, wa.stored_status(f.msg), f.msg -> 'wabase' ->> 'origin'
+           f.msg -> 'context' ->> 'id', f.sent_at, p_now, wa.stored_status(f.msg), f.msg -> 'wabase' ->> 'origin',
+           -- The app's chat history was read there: never unread here, and no read receipt owed.
+           case when f.msg -> 'wabase' ->> 'origin' = 'history' and f.direction = 'inbound' then p_now end,
+           case when f.msg -> 'wabase' ->> 'origin' = 'history' and f.direction = 'inbound' then p_now end
     from fresh f
     join conversations c on c.phone_number_id = f.phone_number_id and c.contact_id = f.contact_id
     where not f.replacement

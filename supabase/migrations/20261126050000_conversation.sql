@@ -244,6 +244,8 @@ begin
       update public.messages set body = jsonb_build_object('type', type), content_text = null,
                                  revoked_at = v_event.at
       where id = v_target.id;
+      -- Earlier versions go too: only the raw webhook log keeps the content, for its retention policy.
+      delete from public.message_edits where message_id = v_target.id;
     else
       insert into public.message_edits (message_id, edit_wamid, previous_body, previous_text, edited_at)
       values (v_target.id, v_event.wamid, v_target.body, v_target.content_text, v_event.at)

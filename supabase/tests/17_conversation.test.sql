@@ -4,7 +4,7 @@
 -- bot, the chat history, the address book, reactions added, changed and removed, edits with their history,
 -- revokes, a button choice as structured input, the handoff.
 begin;
-select plan(40);
+select plan(42);
 
 -- Meta's example number; time is injected (p_now) just after the examples' timestamps.
 create function pg_temp.t(p_seconds integer) returns timestamptz language sql immutable as $$
@@ -145,6 +145,10 @@ select is((select row(revoked_at, content_text, body)::text from pg_temp.msg('wa
           row(pg_temp.t(505), null::text, '{"type": "text"}'::jsonb)::text,
           'a revoke marks the message revoked and clears its body');
 select ok(not pg_temp.buffered('wamid.V0'), 'a revoked message leaves the buffer: it never reaches the agent');
+select pg_temp.post('messages', pg_temp.customer('wamid.V2', 'revoke', '{"original_message_id": "wamid.E0"}', 506),
+                    pg_temp.t(506));
+select is((select count(*)::integer from public.message_edits where message_id = (pg_temp.msg('wamid.E0')).id), 0,
+          'revoking an edited message drops its earlier versions too');
 select ok((select payload::text like '%4111%' from wa.webhook_events
            where payload @? '$.entry[*].changes[*].value.messages[*] ? (@.id == "wamid.V0")'),
           'the raw webhook log keeps the body for its retention policy (audit)');
@@ -168,6 +172,7 @@ select is((select string_agg(direction || ':' || coalesce(status, '-') || ':' ||
            from public.messages where wamid in ('wamid.H1', 'wamid.H2')),
           'outbound:read:history,inbound:-:history', 'history messages are stored with their direction and status');
 select ok(not pg_temp.buffered('wamid.H2'), 'a customer''s message from the history never wakes the agent');
+select isnt((pg_temp.msg('wamid.H2')).read_at, null, 'nor counts as unread');
 select is((select c.bot_paused_until from public.conversations c join public.contacts k on k.id = c.contact_id
            where k.wa_id = '12125557890'), null, 'the history does not pause the bot');
 
