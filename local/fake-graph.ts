@@ -382,7 +382,10 @@ export interface SentMessage {
   at: Date;
 }
 
-/** Any request that reached the fake, recorded on arrival (before an injected delay). */
+/**
+ * Any request that reached the fake, recorded on arrival (before an injected delay); valid typing indicators
+ * are kept apart (`typingRequests`), so counts of sends and receipts do not depend on them.
+ */
 export interface ReceivedRequest {
   /** null when the path is not a messages endpoint. */
   phoneNumberId: string | null;
@@ -405,10 +408,14 @@ export interface FakeGraph {
   readReceipts: string[];
   /** Message ids of accepted mark-as-read requests that carried the typing indicator (§2.4), in order. */
   typingIndicators: string[];
+  /** Message ids of every valid typing indicator request, accepted or refused, in order. */
+  typingRequests: string[];
+  /** Queues Graph errors for the next typing indicators, one each; they never meet the `enqueue` queue. */
+  enqueueTyping: (...faults: Extract<Fault, { kind: "error" }>[]) => void;
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
-  /** Clears sent, received, readReceipts, typingIndicators and the fault queue (emptied in place). */
+  /** Clears sent, received, readReceipts, the typing lists and the fault queues (emptied in place). */
   reset: () => void;
   close: () => Promise<void>;
 }
@@ -673,6 +680,8 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const received: ReceivedRequest[] = [];
   const readReceipts: string[] = [];
   const typingIndicators: string[] = [];
+  const typingRequests: string[] = [];
+  const typingQueue: Extract<Fault, { kind: "error" }>[] = [];
   const queue: Fault[] = [];
 
   const handle: Http1Handler = async (req, closing) => {
@@ -724,12 +733,19 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       return graphErrorResponse(error);
     }
 
+    if (valid.kind === "read" && valid.typing) {
+      typingRequests.push(valid.messageId);
+      const refusal = typingQueue.shift();
+      if (refusal !== undefined) return graphErrorResponse(faultError(refusal));
+      readReceipts.push(valid.messageId);
+      typingIndicators.push(valid.messageId);
+      return Response.json({ success: true });
+    }
     // Only requests Meta would accept meet a fault: a malformed one is refused before anything else.
     const fault = queue.shift() ?? options.fault?.();
     const accept = (): Response => {
       if (valid.kind === "read") {
         readReceipts.push(valid.messageId);
-        if (valid.typing) typingIndicators.push(valid.messageId);
         return Response.json({ success: true });
       }
       const wamid = newWamid();
@@ -795,6 +811,8 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     received,
     readReceipts,
     typingIndicators,
+    typingRequests,
+    enqueueTyping: (...faults) => void typingQueue.push(...faults),
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
     reset: () => {
@@ -802,6 +820,8 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       received.length = 0;
       readReceipts.length = 0;
       typingIndicators.length = 0;
+      typingRequests.length = 0;
+      typingQueue.length = 0;
       queue.length = 0;
     },
     close: server.close,

@@ -95,12 +95,9 @@ processorTest(
     // Best effort: refused once, not retried, and the batch is answered all the same.
     fakes.graph.reset();
     await seedDueBuffers(sql, 1);
-    fakes.graph.enqueue({ kind: "error", status: 500, code: 131000 });
+    fakes.graph.enqueueTyping({ kind: "error", status: 500, code: 131000 });
     assert.deepEqual((await processor.drain()).outcomes, { replied: 1 });
-    assert.equal(
-      fakes.graph.received.filter((r) => (r.body as Json)?.typing_indicator !== undefined).length,
-      1,
-    );
+    assert.equal(fakes.graph.typingRequests.length, 1, "refused once, not retried");
     assert.equal(fakes.graph.typingIndicators.length, 0);
     assert.equal(fakes.graph.sent.length, 1);
   },
