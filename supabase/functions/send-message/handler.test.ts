@@ -227,3 +227,31 @@ sendTest("marking a conversation read sends one read receipt, once", async (ctx)
   const denied = await ctx.post(ctx.outsider, { conversation_id: ctx.conversationId }, "/read");
   assert.equal(denied.status, 403);
 });
+
+sendTest(
+  "an operator reacts to the customer's message: sent as Meta's reaction, shown on the message",
+  async (ctx) => {
+    const [customer] = await ctx.sql<{ wamid: string }[]>`
+    select wamid from public.messages where conversation_id = ${ctx.conversationId} and direction = 'inbound'`;
+    const react = (emoji: string) =>
+      ctx.post(ctx.owner, {
+        conversation_id: ctx.conversationId,
+        client_id: crypto.randomUUID(),
+        type: "reaction",
+        reaction: { message_id: customer!.wamid, emoji },
+      });
+    assert.equal((await react("👍")).status, 201);
+    assert.deepEqual(ctx.fakes.graph.sent.at(-1)?.body.reaction, {
+      message_id: customer!.wamid,
+      emoji: "👍",
+    });
+    const shown = () =>
+      ctx.sql<{ emoji: string | null }[]>`
+      select emoji from public.message_reactions where message_wamid = ${
+        customer!.wamid
+      } and reactor = 'business'`;
+    assert.deepEqual([...await shown()], [{ emoji: "👍" }]);
+    assert.equal((await react("")).status, 201, "an empty emoji removes the reaction (WHATSAPP.md §2.2)");
+    assert.deepEqual([...await shown()], [{ emoji: null }]);
+  },
+);
