@@ -508,6 +508,7 @@ declare
   v_first_seen text[];
   v_seen_before text[];
   v_replacements text[];
+  v_edited text[];
   v_new integer := 0;
   v_replaced integer := 0;
   v_duplicate integer := 0;
@@ -619,13 +620,15 @@ begin
   -- read locks them, since an UPDATE locks in plan order. Arrays are joined as sets: `= any` would scan one
   -- per row of a 1,000-message POST.
   -- The messages the customer's edits and revokes change are locked in the same pass (docs/conversation.md).
-  perform
-  from public.messages pm
-  where pm.direction = 'inbound'
-    and (pm.type in ('unsupported', 'media_placeholder') and pm.wamid in (select unnest(v_seen_before))
-         or pm.wamid in (select wa.edit_targets(v_messages, v_first_seen, 'inbound')))
-  order by pm.wamid
-  for no key update of pm;
+  v_edited := array(select wa.edit_targets(v_messages, v_first_seen, 'inbound'));
+  if cardinality(v_seen_before) > 0 or cardinality(v_edited) > 0 then
+    perform
+    from public.messages pm
+    join (select unnest(v_seen_before) union select unnest(v_edited)) as s (wamid) on s.wamid = pm.wamid
+    where pm.direction = 'inbound' and (pm.type in ('unsupported', 'media_placeholder') or pm.wamid = any (v_edited))
+    order by pm.wamid
+    for no key update of pm;
+  end if;
   with replaced as (
     update public.messages pm
     set type = m.msg ->> 'type', body = m.msg - 'wabase', content_text = wa.message_text(m.msg)
@@ -636,7 +639,9 @@ begin
     returning pm.wamid
   )
   select coalesce(array_agg(wamid), '{}') into v_replacements from replaced;
-  perform wa.apply_edits(v_messages, v_first_seen, 'inbound');
+  if cardinality(v_edited) > 0 then
+    perform wa.apply_edits(v_messages, v_first_seen, 'inbound');
+  end if;
 
   select coalesce(jsonb_agg(m order by m ->> 'wamid'), '[]') into v_fresh
   from jsonb_array_elements(v_messages) m

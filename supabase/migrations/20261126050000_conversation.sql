@@ -280,25 +280,39 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_echoes text[] := array(select m ->> 'wamid' from jsonb_array_elements(p_messages) m
+                           where m -> 'msg' -> 'wabase' ->> 'origin' = 'business_app'
+                             and m ->> 'wamid' = any (p_first_seen));
+  v_revoked text[] := array(select wa.edit_targets(p_messages, p_first_seen, 'inbound'));
 begin
-  -- A human answered from the WhatsApp Business app: the bot stays quiet as after an operator's send. These
-  -- conversations were upserted by this transaction (step 5), so no lock is taken here; a reply the agent has
-  -- not written yet is then refused (wa.refuse_reply_while_paused), as for pause_bot.
-  update public.conversations c
-  set bot_paused_until = greatest(coalesce(c.bot_paused_until, p_now), p_now + n.bot_auto_pause),
-      updated_at = now()
-  from wa.phone_numbers n
-  where n.phone_number_id = c.phone_number_id and n.echo_pauses_bot and n.bot_auto_pause > interval '0'
-    and c.id in (select pm.conversation_id from public.messages pm
-                 where pm.wamid = any (p_first_seen) and pm.origin = 'business_app'
-                   and pm.sent_at > p_now - n.bot_auto_pause)
-    and coalesce(c.bot_paused_until, p_now) < p_now + n.bot_auto_pause;
-  -- A revoked message waiting in a buffer never reaches the agent (step 6: its buffer row; a claim holding the
-  -- batch waits, then completes without it).
-  delete from wa.buffer_messages bm
-  using public.messages pm
-  where pm.id = bm.message_id and pm.revoked_at is not null
-    and pm.wamid in (select wa.edit_targets(p_messages, p_first_seen, 'inbound'));
+  -- Most POSTs have neither: they cost two scans of the POST's own messages, nothing in the tables.
+  if cardinality(v_echoes) > 0 then
+    -- A human answered from the WhatsApp Business app: the bot stays quiet as after an operator's send. These
+    -- conversations were upserted by this transaction (step 5), so no lock is taken here; a reply the agent has
+    -- not written yet is then refused (wa.refuse_reply_while_paused), as for pause_bot.
+    with echoed as (
+      select pm.conversation_id, max(pm.sent_at) as sent_at
+      from public.messages pm
+      join unnest(v_echoes) as e (wamid) on e.wamid = pm.wamid
+      group by pm.conversation_id
+    )
+    update public.conversations c
+    set bot_paused_until = greatest(coalesce(c.bot_paused_until, p_now), p_now + n.bot_auto_pause),
+        updated_at = now()
+    from echoed e, wa.phone_numbers n
+    where c.id = e.conversation_id and n.phone_number_id = c.phone_number_id
+      and n.echo_pauses_bot and n.bot_auto_pause > interval '0' and e.sent_at > p_now - n.bot_auto_pause
+      and coalesce(c.bot_paused_until, p_now) < p_now + n.bot_auto_pause;
+  end if;
+  if cardinality(v_revoked) > 0 then
+    -- A revoked message waiting in a buffer never reaches the agent (step 6: its buffer row; a claim holding
+    -- the batch waits, then completes without it).
+    delete from wa.buffer_messages bm
+    using public.messages pm
+    join unnest(v_revoked) as r (wamid) on r.wamid = pm.wamid
+    where pm.id = bm.message_id and pm.revoked_at is not null;
+  end if;
 end;
 $$;
 comment on function wa.after_conversation_phase(jsonb, text[], timestamptz) is
@@ -315,56 +329,66 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_edited text[] := array(select wa.edit_targets(p_messages, p_first_seen, 'outbound'));
 begin
   -- The business app's edits and revokes of its own messages (echoes): outbound rows, last in the lock order.
-  perform from public.messages pm
-  where pm.direction = 'outbound' and pm.wamid in (select wa.edit_targets(p_messages, p_first_seen, 'outbound'))
-  order by pm.wamid
-  for no key update;
-  perform wa.apply_edits(p_messages, p_first_seen, 'outbound');
+  if cardinality(v_edited) > 0 then
+    perform from public.messages pm
+    join unnest(v_edited) as t (wamid) on t.wamid = pm.wamid
+    where pm.direction = 'outbound'
+    order by pm.wamid
+    for no key update of pm;
+    perform wa.apply_edits(p_messages, p_first_seen, 'outbound');
+  end if;
 
-  -- Reactions, in key order; an older event never overwrites a newer one.
-  insert into public.message_reactions as r (message_wamid, reactor, conversation_id, emoji, reacted_at,
-                                             reaction_wamid)
-  select distinct on (e.target, e.reactor) e.target, e.reactor, pm.conversation_id, e.emoji, e.at, e.wamid
-  from (
-    select m ->> 'wamid' as wamid, m -> 'msg' -> 'reaction' ->> 'message_id' as target,
-           case when m -> 'msg' -> 'wabase' ->> 'direction' = 'outbound' then 'business' else 'customer' end
-             as reactor,
-           nullif(m -> 'msg' -> 'reaction' ->> 'emoji', '') as emoji,
-           wa.unix_time(m -> 'msg' ->> 'timestamp') as at
-    from jsonb_array_elements(p_messages) m
-    where m ->> 'wamid' = any (p_first_seen) and m -> 'msg' ->> 'type' = 'reaction'
-      and m -> 'msg' -> 'reaction' ->> 'message_id' is not null
-  ) e
-  join public.messages pm on pm.wamid = e.wamid
-  order by e.target, e.reactor, e.at desc, e.wamid desc
-  on conflict (message_wamid, reactor) do update
-    set emoji = excluded.emoji, reacted_at = excluded.reacted_at, reaction_wamid = excluded.reaction_wamid
-    where excluded.reacted_at >= r.reacted_at;
+  if exists (select from jsonb_array_elements(p_messages) m
+             where m -> 'msg' ->> 'type' = 'reaction' and m ->> 'wamid' = any (p_first_seen)) then
+    -- Reactions, in key order; an older event never overwrites a newer one.
+    insert into public.message_reactions as r (message_wamid, reactor, conversation_id, emoji, reacted_at,
+                                               reaction_wamid)
+    select distinct on (e.target, e.reactor) e.target, e.reactor, pm.conversation_id, e.emoji, e.at, e.wamid
+    from (
+      select m ->> 'wamid' as wamid, m -> 'msg' -> 'reaction' ->> 'message_id' as target,
+             case when m -> 'msg' -> 'wabase' ->> 'direction' = 'outbound' then 'business' else 'customer' end
+               as reactor,
+             nullif(m -> 'msg' -> 'reaction' ->> 'emoji', '') as emoji,
+             wa.unix_time(m -> 'msg' ->> 'timestamp') as at
+      from jsonb_array_elements(p_messages) m
+      where m ->> 'wamid' = any (p_first_seen) and m -> 'msg' ->> 'type' = 'reaction'
+        and m -> 'msg' -> 'reaction' ->> 'message_id' is not null
+    ) e
+    join public.messages pm on pm.wamid = e.wamid
+    order by e.target, e.reactor, e.at desc, e.wamid desc
+    on conflict (message_wamid, reactor) do update
+      set emoji = excluded.emoji, reacted_at = excluded.reacted_at, reaction_wamid = excluded.reaction_wamid
+      where excluded.reacted_at >= r.reacted_at;
+  end if;
 
-  -- The app's address book: names per number and phone, the newest event wins.
-  insert into wa.app_contacts as a (phone_number_id, wa_id, full_name, first_name, removed, synced_at)
-  select distinct on (s.phone_number_id, s.wa_id) s.phone_number_id, s.wa_id,
-         case when not s.removed then s.full_name end, case when not s.removed then s.first_name end, s.removed, s.at
-  from (
-    select c.value -> 'value' -> 'metadata' ->> 'phone_number_id' as phone_number_id,
-           wa.digits(st.value -> 'contact' ->> 'phone_number') as wa_id,
-           st.value -> 'contact' ->> 'full_name' as full_name, st.value -> 'contact' ->> 'first_name' as first_name,
-           st.value ->> 'action' = 'remove' as removed,
-           coalesce(wa.unix_time(st.value -> 'metadata' ->> 'timestamp'), p_now) as at
-    from jsonb_array_elements(p_payload -> 'entry') e
-    cross join lateral jsonb_array_elements(e.value -> 'changes') c
-    cross join lateral jsonb_array_elements(coalesce(c.value -> 'value' -> 'state_sync', '[]')) st
-    where c.value ->> 'field' = 'smb_app_state_sync' and st.value ->> 'type' = 'contact'
-  ) s
-  join wa.phone_numbers n on n.phone_number_id = s.phone_number_id
-  where s.wa_id is not null
-  order by s.phone_number_id, s.wa_id, s.at desc
-  on conflict (phone_number_id, wa_id) do update
-    set full_name = excluded.full_name, first_name = excluded.first_name, removed = excluded.removed,
-        synced_at = excluded.synced_at
-    where excluded.synced_at >= a.synced_at;
+  if p_payload @? '$.entry[*].changes[*] ? (@.field == "smb_app_state_sync")' then
+    -- The app's address book: names per number and phone, the newest event wins.
+    insert into wa.app_contacts as a (phone_number_id, wa_id, full_name, first_name, removed, synced_at)
+    select distinct on (s.phone_number_id, s.wa_id) s.phone_number_id, s.wa_id,
+           case when not s.removed then s.full_name end, case when not s.removed then s.first_name end, s.removed, s.at
+    from (
+      select c.value -> 'value' -> 'metadata' ->> 'phone_number_id' as phone_number_id,
+             wa.digits(st.value -> 'contact' ->> 'phone_number') as wa_id,
+             st.value -> 'contact' ->> 'full_name' as full_name, st.value -> 'contact' ->> 'first_name' as first_name,
+             st.value ->> 'action' = 'remove' as removed,
+             coalesce(wa.unix_time(st.value -> 'metadata' ->> 'timestamp'), p_now) as at
+      from jsonb_array_elements(p_payload -> 'entry') e
+      cross join lateral jsonb_array_elements(e.value -> 'changes') c
+      cross join lateral jsonb_array_elements(coalesce(c.value -> 'value' -> 'state_sync', '[]')) st
+      where c.value ->> 'field' = 'smb_app_state_sync' and st.value ->> 'type' = 'contact'
+    ) s
+    join wa.phone_numbers n on n.phone_number_id = s.phone_number_id
+    where s.wa_id is not null
+    order by s.phone_number_id, s.wa_id, s.at desc
+    on conflict (phone_number_id, wa_id) do update
+      set full_name = excluded.full_name, first_name = excluded.first_name, removed = excluded.removed,
+          synced_at = excluded.synced_at
+      where excluded.synced_at >= a.synced_at;
+  end if;
 end;
 $$;
 comment on function wa.apply_message_events(jsonb, jsonb, text[], timestamptz) is

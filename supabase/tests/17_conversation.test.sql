@@ -4,7 +4,7 @@
 -- bot, the chat history, the address book, reactions added, changed and removed, edits with their history,
 -- revokes, a button choice as structured input, the handoff.
 begin;
-select plan(42);
+select plan(43);
 
 -- Meta's example number; time is injected (p_now) just after the examples' timestamps.
 create function pg_temp.t(p_seconds integer) returns timestamptz language sql immutable as $$
@@ -216,6 +216,31 @@ select is((select row(bot_paused_until, handoff_requested_at)::text from public.
           row(null::timestamptz, null::timestamptz)::text, 'resume clears the pause and the handoff flag');
 select is((select count(*)::integer from public.messages where conversation_id = (pg_temp.conv()).id) > 5, true,
           'and keeps the history');
+
+-- ---------------------------------------------------------------------------------------------
+-- Cost: the ingest reaches messages and conversations by key, whatever the POST holds (no table scan)
+-- ---------------------------------------------------------------------------------------------
+insert into public.contacts (wa_id) select '99' || n from generate_series(1, 2000) n;
+insert into public.conversations (phone_number_id, contact_id)
+  select '106540352242922', id from public.contacts where wa_id like '99%';
+insert into public.messages (conversation_id, wamid, direction, type, body, content_text, sent_at)
+  select c.id, 'wamid.BULK.' || c.id || '.' || n, 'inbound', 'text', '{}', 'x', now()
+  from public.conversations c join public.contacts k on k.id = c.contact_id, generate_series(1, 10) n
+  where k.wa_id like '99%';
+analyze public.messages, public.conversations, public.contacts, wa.buffer_messages, wa.buffers;
+create temp table scans as
+  select relname, seq_scan from pg_stat_xact_user_tables where relname in ('messages', 'conversations');
+select pg_temp.post('messages', pg_temp.customer('wamid.COST1', 'text', '{"body": "hola"}', 2000), pg_temp.t(2000));
+select pg_temp.post('messages', pg_temp.customer('wamid.COST2', 'reaction',
+  '{"message_id": "wamid.BOT1", "emoji": "👍"}', 2001), pg_temp.t(2001));
+select pg_temp.post('messages', pg_temp.customer('wamid.COST3', 'edit',
+  '{"original_message_id": "wamid.COST1", "message": {"type": "text", "text": {"body": "hola!"}}}', 2002),
+  pg_temp.t(2002));
+select pg_temp.post('smb_message_echoes', '{"message_echoes": [{"from": "15550783881", "to": "16505551234",
+  "id": "wamid.COST4", "timestamp": "1739323100", "type": "text", "text": {"body": "hi"}}]}', pg_temp.t(2003));
+select is((select coalesce(sum(x.seq_scan - s.seq_scan), 0)::integer from pg_stat_xact_user_tables x
+           join scans s using (relname)), 0,
+          'texts, reactions, edits and echoes are ingested without scanning messages or conversations');
 
 select * from finish();
 rollback;
