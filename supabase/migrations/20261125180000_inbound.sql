@@ -625,7 +625,8 @@ begin
     perform
     from public.messages pm
     join (select unnest(v_seen_before) union select unnest(v_edited)) as s (wamid) on s.wamid = pm.wamid
-    where pm.direction = 'inbound' and (pm.type in ('unsupported', 'media_placeholder') or pm.wamid = any (v_edited))
+    where pm.direction = 'inbound'
+      and (pm.type in ('unsupported', 'media_placeholder') or pm.wamid = any (v_edited))
     order by pm.wamid
     for no key update of pm;
   end if;
@@ -635,7 +636,8 @@ begin
     from jsonb_to_recordset(v_messages) as m (wamid text, msg jsonb)
     join unnest(v_seen_before) as s (wamid) on s.wamid = m.wamid
     where pm.wamid = m.wamid and pm.direction = 'inbound'
-      and pm.type in ('unsupported', 'media_placeholder') and m.msg ->> 'type' not in ('unsupported', 'media_placeholder')
+      and pm.type in ('unsupported', 'media_placeholder')
+      and m.msg ->> 'type' not in ('unsupported', 'media_placeholder')
     returning pm.wamid
   )
   select coalesce(array_agg(wamid), '{}') into v_replacements from replaced;
@@ -830,7 +832,9 @@ comment on function wa.ingest_webhook(jsonb, timestamptz, text, text) is
   'replaced, duplicate, unattributed, statuses_recorded/duplicate/unmatched/applied, ignored, errors. '
   'Concurrent duplicates are safe without retries; real content replaces a placeholder whichever commits first. '
   'When the caller had to repair the body (p_payload is not the body as received), p_raw_body and p_error keep '
-  'the original and why. Caller: whatsapp-webhook (service connection).';
+  'the original and why. Business app echoes and chat history are stored as messages too, and reactions, edits, '
+  'revokes and the app''s address book applied (docs/conversation.md). Caller: whatsapp-webhook (service '
+  'connection).';
 
 create function wa.record_rejected_webhook(p_raw_body text, p_payload jsonb, p_error text,
                                            p_now timestamptz default now())

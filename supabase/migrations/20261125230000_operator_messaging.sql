@@ -225,7 +225,8 @@ begin
 end;
 $$;
 comment on function public.resume_bot(uuid) is
-  'Lets the AI agent answer a conversation again. Same access rules as the conversation. Caller: the frontend.';
+  'Lets the AI agent answer a conversation again and clears a handoff the agent asked for; the history stays. Same '
+  'access rules as the conversation. Caller: the frontend.';
 
 revoke all on function wa.require_conversation_access(uuid, uuid),
   wa.begin_operator_send(uuid, uuid, uuid, text, jsonb, timestamptz), wa.conversation_recipient(uuid),
@@ -261,7 +262,8 @@ end;
 $$;
 comment on function wa.agent_context_with_session(bigint, integer) is
   'wa.agent_context plus the conversation''s chat session (state, data, version; version 0 when none) and whether '
-  'the bot is paused there, still one round trip. Null for a stale fence. Caller: buffer-processor.';
+  'the bot is paused there and whether its number shows the typing indicator, still one round trip. Null for a '
+  'stale fence. Caller: buffer-processor.';
 revoke all on function wa.agent_context_with_session(bigint, integer) from public, anon, authenticated, service_role;
 
 create function wa.refuse_reply_while_paused()
