@@ -4,7 +4,7 @@
 -- bot, the chat history, the address book, reactions added, changed and removed, edits with their history,
 -- revokes, a button choice as structured input, the handoff.
 begin;
-select plan(43);
+select plan(44);
 
 -- Meta's example number; time is injected (p_now) just after the examples' timestamps.
 create function pg_temp.t(p_seconds integer) returns timestamptz language sql immutable as $$
@@ -106,6 +106,9 @@ select pg_temp.react('wamid.R5', '🔥', 150);
 select is(pg_temp.reaction(), '🔥', 'an empty emoji removes too, and a later reaction comes back');
 select is((select count(*)::integer from wa.buffers where conversation_id = (pg_temp.conv()).id), 0,
           'reactions wake no agent by default');
+select ok(exists (select from realtime.messages where topic = 'unassigned' and payload ->> 'table' = 'message_reactions'
+                  and payload -> 'record' ->> 'emoji' = '🔥'),
+          'a reaction is broadcast to the conversation''s topic for the operators');
 update wa.phone_numbers set react_wakes_agent = true where phone_number_id = '106540352242922';
 select pg_temp.react('wamid.R6', '🙏', 160);
 select ok(pg_temp.buffered('wamid.R6'), 'with react_wakes_agent a reaction joins the buffer');
