@@ -18,6 +18,7 @@ import { realtime } from "./realtime.ts";
 import { routing } from "./routing.ts";
 import { media } from "./media.ts";
 import { campaigns } from "./campaigns.ts";
+import { conversation } from "./conversation.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -31,6 +32,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   routing,
   media,
   campaigns,
+  conversation,
 };
 
 async function runOne(

@@ -152,6 +152,8 @@ export type Database = {
           closed_at: string | null
           contact_id: string
           created_at: string
+          handoff_reason: string | null
+          handoff_requested_at: string | null
           id: string
           last_inbound_at: string | null
           last_message_at: string | null
@@ -169,6 +171,8 @@ export type Database = {
           closed_at?: string | null
           contact_id: string
           created_at?: string
+          handoff_reason?: string | null
+          handoff_requested_at?: string | null
           id?: string
           last_inbound_at?: string | null
           last_message_at?: string | null
@@ -186,6 +190,8 @@ export type Database = {
           closed_at?: string | null
           contact_id?: string
           created_at?: string
+          handoff_reason?: string | null
+          handoff_requested_at?: string | null
           id?: string
           last_inbound_at?: string | null
           last_message_at?: string | null
@@ -219,6 +225,76 @@ export type Database = {
           },
         ]
       }
+      message_edits: {
+        Row: {
+          edit_wamid: string
+          edited_at: string
+          id: number
+          message_id: string
+          previous_body: NonNullable<Json>
+          previous_text: string | null
+        }
+        Insert: {
+          edit_wamid: string
+          edited_at: string
+          id?: never
+          message_id: string
+          previous_body: NonNullable<Json>
+          previous_text?: string | null
+        }
+        Update: {
+          edit_wamid?: string
+          edited_at?: string
+          id?: never
+          message_id?: string
+          previous_body?: NonNullable<Json>
+          previous_text?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "message_edits_message_id_fkey"
+            columns: ["message_id"]
+            isOneToOne: false
+            referencedRelation: "messages"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      message_reactions: {
+        Row: {
+          conversation_id: string
+          emoji: string | null
+          message_wamid: string
+          reacted_at: string
+          reaction_wamid: string | null
+          reactor: string
+        }
+        Insert: {
+          conversation_id: string
+          emoji?: string | null
+          message_wamid: string
+          reacted_at: string
+          reaction_wamid?: string | null
+          reactor: string
+        }
+        Update: {
+          conversation_id?: string
+          emoji?: string | null
+          message_wamid?: string
+          reacted_at?: string
+          reaction_wamid?: string | null
+          reactor?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "message_reactions_conversation_id_fkey"
+            columns: ["conversation_id"]
+            isOneToOne: false
+            referencedRelation: "conversations"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       messages: {
         Row: {
           body: NonNullable<Json>
@@ -226,6 +302,7 @@ export type Database = {
           context_wamid: string | null
           conversation_id: string
           direction: string
+          edited_at: string | null
           error: Json | null
           id: string
           idempotency_key: string | null
@@ -236,10 +313,12 @@ export type Database = {
           media_size: number | null
           media_state: string | null
           media_transcript: string | null
+          origin: string | null
           read_at: string | null
           read_by: string | null
           read_receipt_sent_at: string | null
           received_at: string
+          revoked_at: string | null
           sent_at: string
           sent_by: string | null
           status: string | null
@@ -253,6 +332,7 @@ export type Database = {
           context_wamid?: string | null
           conversation_id: string
           direction: string
+          edited_at?: string | null
           error?: Json | null
           id?: string
           idempotency_key?: string | null
@@ -263,10 +343,12 @@ export type Database = {
           media_size?: number | null
           media_state?: string | null
           media_transcript?: string | null
+          origin?: string | null
           read_at?: string | null
           read_by?: string | null
           read_receipt_sent_at?: string | null
           received_at?: string
+          revoked_at?: string | null
           sent_at: string
           sent_by?: string | null
           status?: string | null
@@ -280,6 +362,7 @@ export type Database = {
           context_wamid?: string | null
           conversation_id?: string
           direction?: string
+          edited_at?: string | null
           error?: Json | null
           id?: string
           idempotency_key?: string | null
@@ -290,10 +373,12 @@ export type Database = {
           media_size?: number | null
           media_state?: string | null
           media_transcript?: string | null
+          origin?: string | null
           read_at?: string | null
           read_by?: string | null
           read_receipt_sent_at?: string | null
           received_at?: string
+          revoked_at?: string | null
           sent_at?: string
           sent_by?: string | null
           status?: string | null

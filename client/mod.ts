@@ -31,6 +31,7 @@ export type {
   ConversationRow,
   Database,
   Json,
+  MessageReactionRow,
   MessageRow,
   MessageStatus,
   ProfileRow,

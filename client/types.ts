@@ -34,6 +34,9 @@ export interface ConversationRow {
   closed_at: string | null;
   /** How the current owner was decided (docs/routing.md); null when never routed. */
   routed_via: string | null;
+  /** The agent asked for a human (docs/conversation.md); cleared by resume_bot. */
+  handoff_requested_at: string | null;
+  handoff_reason: string | null;
 }
 
 /** The delivery state of an outbound message, advanced only by rank. */
@@ -73,6 +76,21 @@ export interface MessageRow {
   media_error: string | null;
   /** A voice note's transcript, when transcription is configured. */
   media_transcript: string | null;
+  /** Not sent through the Cloud API: typed in the WhatsApp Business app, or imported from its history. */
+  origin: "business_app" | "history" | null;
+  edited_at: string | null;
+  /** Deleted for everyone by its sender: body and text are cleared. */
+  revoked_at: string | null;
+}
+
+/** public.message_reactions: the current reaction of each side to a message (emoji null: removed). */
+export interface MessageReactionRow {
+  message_wamid: string;
+  reactor: "customer" | "business";
+  conversation_id: string;
+  emoji: string | null;
+  reacted_at: string;
+  reaction_wamid: string | null;
 }
 
 /** A user's role, from their server-owned profile. */
@@ -110,6 +128,7 @@ export interface ProspectRow {
 export interface WabaseTables {
   conversations: ConversationRow;
   messages: MessageRow;
+  message_reactions: MessageReactionRow;
   profiles: ProfileRow;
   prospects: ProspectRow;
 }
@@ -168,6 +187,7 @@ type Holds<T extends true> = T;
 export type _RowsMirrorTheSchema = Holds<
   | Mirrors<ConversationRow, GeneratedRow<"conversations">>
   | Mirrors<MessageRow, GeneratedRow<"messages">>
+  | Mirrors<MessageReactionRow, GeneratedRow<"message_reactions">>
   | Mirrors<ProfileRow, GeneratedRow<"profiles">>
   | Mirrors<ProspectRow, GeneratedRow<"prospects">>
 >;

@@ -385,7 +385,10 @@ export interface SentMessage {
   at: Date;
 }
 
-/** Any request that reached the fake, recorded on arrival (before an injected delay). */
+/**
+ * Any request that reached the fake, recorded on arrival (before an injected delay); valid typing indicators
+ * are kept apart (`typingRequests`), so counts of sends and receipts do not depend on them.
+ */
 export interface ReceivedRequest {
   /** null when the path is not a messages endpoint. */
   phoneNumberId: string | null;
@@ -408,12 +411,18 @@ export interface FakeGraph {
   readReceipts: string[];
   /** Requests refused by the `limits` (not by injected faults), by code: 130429 and 131056. */
   throttled: Record<130429 | 131056, number>;
+  /** Message ids of accepted mark-as-read requests that carried the typing indicator (§2.4), in order. */
+  typingIndicators: string[];
+  /** Message ids of every valid typing indicator request, accepted or refused, in order. */
+  typingRequests: string[];
+  /** Queues Graph errors for the next typing indicators, one each; they never meet the `enqueue` queue. */
+  enqueueTyping: (...faults: Extract<Fault, { kind: "error" }>[]) => void;
   /** Queues behaviours for the next valid requests, one each, in order; with none queued, requests succeed. */
   enqueue: (...faults: Fault[]) => void;
   waitFor: (predicate: () => boolean, timeoutMs?: number) => Promise<void>;
   /** GET /{media-id}, its download host and POST /{phone-number-id}/media (local/fake-media.ts). */
   media: FakeMedia;
-  /** Clears sent, received, readReceipts and the fault queue (the arrays are emptied in place). */
+  /** Clears sent, received, readReceipts, the typing lists and the fault queues (emptied in place). */
   reset: () => void;
   close: () => Promise<void>;
 }
@@ -570,6 +579,7 @@ interface ValidSend {
 interface ValidRead {
   kind: "read";
   messageId: string;
+  typing: boolean;
 }
 
 function validateTypeObject(type: MessageType, content: unknown): void {
@@ -644,7 +654,11 @@ function validateBody(body: unknown): ValidSend | ValidRead {
   if (body.status !== undefined) {
     if (body.status !== "read") throw invalid(`Param status must be one of {READ} - got "${body.status}".`);
     if (!nonEmptyString(body.message_id)) throw missing("The parameter message_id is required.");
-    return { kind: "read", messageId: body.message_id };
+    const typing = body.typing_indicator;
+    if (typing !== undefined && (!isRecord(typing) || typing.type !== "text")) {
+      throw invalid(`Param typing_indicator['type'] must be one of {TEXT}.`);
+    }
+    return { kind: "read", messageId: body.message_id, typing: typing !== undefined };
   }
   if (
     body.recipient_type !== undefined && body.recipient_type !== "individual" &&
@@ -681,6 +695,9 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
   const sent: SentMessage[] = [];
   const received: ReceivedRequest[] = [];
   const readReceipts: string[] = [];
+  const typingIndicators: string[] = [];
+  const typingRequests: string[] = [];
+  const typingQueue: Extract<Fault, { kind: "error" }>[] = [];
   const queue: Fault[] = [];
   const media = startFakeMedia({ accessToken, clock: options.clock });
   const throttled = { 130429: 0, 131056: 0 };
@@ -778,6 +795,14 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       record(400);
       return graphErrorResponse(new GraphError(400, verdict, titled(verdict)));
     }
+    if (valid.kind === "read" && valid.typing) {
+      typingRequests.push(valid.messageId);
+      const refusal = typingQueue.shift();
+      if (refusal !== undefined) return graphErrorResponse(faultError(refusal));
+      readReceipts.push(valid.messageId);
+      typingIndicators.push(valid.messageId);
+      return Response.json({ success: true });
+    }
     // Only requests Meta would accept meet a fault: a malformed one is refused before anything else.
     const fault = queue.shift() ?? options.fault?.();
     const accept = (): Response => {
@@ -848,6 +873,9 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
     received,
     readReceipts,
     throttled,
+    typingIndicators,
+    typingRequests,
+    enqueueTyping: (...faults) => void typingQueue.push(...faults),
     enqueue: (...faults) => void queue.push(...faults),
     waitFor,
     media,
@@ -855,6 +883,9 @@ export function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGrap
       sent.length = 0;
       received.length = 0;
       readReceipts.length = 0;
+      typingIndicators.length = 0;
+      typingRequests.length = 0;
+      typingQueue.length = 0;
       queue.length = 0;
       throttled[130429] = throttled[131056] = 0;
     },

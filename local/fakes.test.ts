@@ -421,7 +421,15 @@ Deno.test("fake graph: mark as read answers success and is not a sent message", 
     assertGraphError(await send(graph, { messaging_product: "whatsapp", status: "read" }), 400, 131008);
     assert.deepEqual(graph.readReceipts, ["wamid.in1", "wamid.in2"]);
     assert.equal(graph.sent.length, 0);
-    assert.equal(graph.received.length, 3);
+    // Typing indicators are counted apart, so tests of sends and receipts do not depend on them.
+    assert.equal(graph.received.length, 2);
+    assert.deepEqual(graph.typingIndicators, ["wamid.in2"]);
+    const wrong = { messaging_product: "whatsapp", status: "read", message_id: "wamid.in3" };
+    assertGraphError(await send(graph, { ...wrong, typing_indicator: { type: "audio" } }), 400, 100);
+    graph.enqueueTyping({ kind: "error", status: 500, code: 131000 });
+    assertGraphError(await send(graph, { ...wrong, typing_indicator: { type: "text" } }), 500, 131000);
+    assert.deepEqual(graph.typingRequests, ["wamid.in2", "wamid.in3"]);
+    assert.deepEqual(graph.typingIndicators, ["wamid.in2"]);
   });
 });
 

@@ -42,6 +42,8 @@ interface Fixture {
   otherProspect: string;
   contact: string;
   otherContact: string;
+  message: string;
+  otherMessage: string;
   team: string;
 }
 
@@ -65,14 +67,21 @@ async function fixture(): Promise<Fixture> {
         insert into public.conversations (phone_number_id, contact_id, assigned_executive_id, team_id,
                                           last_message_at)
         values (${number}, ${contact!.id}, ${owner.id}, ${teamId}, now()) returning id`;
-      await sql`insert into public.messages (conversation_id, wamid, direction, type, body, content_text, sent_at)
-                values (${conversation!.id}, ${crypto.randomUUID()}, 'inbound', 'text', '{}', 'hola', now())`;
+      const wamid = crypto.randomUUID();
+      const [message] = await sql`
+        insert into public.messages (conversation_id, wamid, direction, type, body, content_text, sent_at)
+        values (${conversation!.id}, ${wamid}, 'inbound', 'text', '{}', 'hola', now()) returning id`;
+      await sql`insert into public.message_reactions (message_wamid, reactor, conversation_id, emoji, reacted_at)
+                values (${wamid}, 'customer', ${conversation!.id}, '👍', now())`;
+      await sql`insert into public.message_edits (message_id, edit_wamid, previous_body, edited_at)
+                values (${message!.id}, ${crypto.randomUUID()}, '{}', now())`;
       const [prospect] = await sql`insert into public.prospects (team_id, executive_id, contact_id, name)
                                    values (${teamId}, ${owner.id}, ${contact!.id}, 'Matrix') returning id`;
       return {
         conversation: conversation!.id as string,
         prospect: prospect!.id as string,
         contact: contact!.id as string,
+        message: message!.id as string,
       };
     };
     const mine = await conversationOf(executive, team);
@@ -90,6 +99,8 @@ async function fixture(): Promise<Fixture> {
       otherProspect: theirs.prospect,
       contact: mine.contact,
       otherContact: theirs.contact,
+      message: mine.message,
+      otherMessage: theirs.message,
     };
   } finally {
     await sql.end();
@@ -431,6 +442,30 @@ function calls(f: Fixture): Call[] {
         executive: all([f.conversation]),
         coordinator: all([f.conversation]),
         admin: all([f.conversation, f.otherConversation]),
+      },
+    },
+    {
+      object: "table message_reactions",
+      method: "GET",
+      path: `/message_reactions?select=id:conversation_id&conversation_id=${
+        inList([f.conversation, f.otherConversation])
+      }`,
+      expect: {
+        anon: anonDenied,
+        executive: all([f.conversation]),
+        coordinator: all([f.conversation]),
+        admin: all([f.conversation, f.otherConversation]),
+      },
+    },
+    {
+      object: "table message_edits",
+      method: "GET",
+      path: `/message_edits?select=id:message_id&message_id=${inList([f.message, f.otherMessage])}`,
+      expect: {
+        anon: anonDenied,
+        executive: all([f.message]),
+        coordinator: all([f.message]),
+        admin: all([f.message, f.otherMessage]),
       },
     },
     {

@@ -216,7 +216,8 @@ as $$
                                   '[contact]')
     when 'interactive' then coalesce(p_message -> 'interactive' -> 'button_reply' ->> 'title',
                                      p_message -> 'interactive' -> 'list_reply' ->> 'title',
-                                     p_message -> 'interactive' -> 'nfm_reply' ->> 'body', '[interactive]')
+                                     p_message -> 'interactive' -> 'nfm_reply' ->> 'body',
+                                     p_message -> 'interactive' -> 'body' ->> 'text', '[interactive]')
     when 'button' then p_message -> 'button' ->> 'text'
     when 'reaction' then p_message -> 'reaction' ->> 'emoji'
     when 'order' then coalesce('[order] ' || (p_message -> 'order' ->> 'text'), '[order]')
@@ -507,6 +508,7 @@ declare
   v_first_seen text[];
   v_seen_before text[];
   v_replacements text[];
+  v_edited text[];
   v_new integer := 0;
   v_replaced integer := 0;
   v_duplicate integer := 0;
@@ -525,8 +527,8 @@ begin
   values (p_now, p_payload, p_raw_body, true, p_error)
   returning id into v_event_id;
 
-  select count(*) - (select count(*) from wa.messages_changes(p_payload)),
-         (select count(*) from wa.messages_changes(p_payload) v
+  select count(*) - (select count(*) from wa.conversation_changes(p_payload)),
+         (select count(*) from wa.conversation_changes(p_payload) v
           where v.value -> 'messages' is null and v.value -> 'statuses' is null)
   into v_ignored_changes, v_error_changes
   from jsonb_array_elements(p_payload -> 'entry') e
@@ -537,7 +539,7 @@ begin
   -- locks in the one global order of docs/locking.md (tables in phase order, rows in key order), which every
   -- other writer follows too, so concurrent overlapping deliveries, sends and replies cannot deadlock.
   with changes as (
-    select v.waba_id, v.value, v.n from wa.messages_changes(p_payload) with ordinality v (waba_id, value, n)
+    select v.waba_id, v.value, v.n from wa.conversation_changes(p_payload) with ordinality v (waba_id, value, n)
   ),
   -- Each change's contacts by wa_id and by BSUID (the first listed wins), joined by hash below: a scan of the
   -- contacts per message would make a 1,000-message POST a million comparisons.
@@ -568,7 +570,8 @@ begin
   ),
   attributed as (
     select r.*,
-           coalesce(r.msg ->> 'from', r.sender ->> 'wa_id') as wa_id,
+           -- An echo's or history message's customer is not its `from` (docs/conversation.md).
+           coalesce(r.msg -> 'wabase' ->> 'contact', r.msg ->> 'from', r.sender ->> 'wa_id') as wa_id,
            coalesce(r.msg ->> 'from_user_id', r.sender ->> 'user_id') as user_id
     from raw r
   ),
@@ -616,24 +619,31 @@ begin
   -- each wamid's deliveries; the placeholders are locked by wamid first (step 2 of docs/locking.md), as mark
   -- read locks them, since an UPDATE locks in plan order. Arrays are joined as sets: `= any` would scan one
   -- per row of a 1,000-message POST.
-  if cardinality(v_seen_before) > 0 then
+  -- The messages the customer's edits and revokes change are locked in the same pass (docs/conversation.md).
+  v_edited := array(select wa.edit_targets(v_messages, v_first_seen, 'inbound'));
+  if cardinality(v_seen_before) > 0 or cardinality(v_edited) > 0 then
     perform
     from public.messages pm
-    join unnest(v_seen_before) as s (wamid) on s.wamid = pm.wamid
-    where pm.direction = 'inbound' and pm.type = 'unsupported'
+    join (select unnest(v_seen_before) union select unnest(v_edited)) as s (wamid) on s.wamid = pm.wamid
+    where pm.direction = 'inbound'
+      and (pm.type in ('unsupported', 'media_placeholder') or pm.wamid = any (v_edited))
     order by pm.wamid
     for no key update of pm;
   end if;
   with replaced as (
     update public.messages pm
-    set type = m.msg ->> 'type', body = m.msg, content_text = wa.message_text(m.msg)
+    set type = m.msg ->> 'type', body = m.msg - 'wabase', content_text = wa.message_text(m.msg)
     from jsonb_to_recordset(v_messages) as m (wamid text, msg jsonb)
     join unnest(v_seen_before) as s (wamid) on s.wamid = m.wamid
     where pm.wamid = m.wamid and pm.direction = 'inbound'
-      and pm.type = 'unsupported' and m.msg ->> 'type' <> 'unsupported'
+      and pm.type in ('unsupported', 'media_placeholder')
+      and m.msg ->> 'type' not in ('unsupported', 'media_placeholder')
     returning pm.wamid
   )
   select coalesce(array_agg(wamid), '{}') into v_replacements from replaced;
+  if cardinality(v_edited) > 0 then
+    perform wa.apply_edits(v_messages, v_first_seen, 'inbound');
+  end if;
 
   select coalesce(jsonb_agg(m order by m ->> 'wamid'), '[]') into v_fresh
   from jsonb_array_elements(v_messages) m
@@ -675,18 +685,20 @@ begin
     select m ->> 'wamid' as wamid, m -> 'msg' as msg, m -> 'metadata' ->> 'phone_number_id' as phone_number_id,
            (v_contacts ->> (coalesce(m ->> 'wa_id', '') || '|' || coalesce(m ->> 'user_id', '')))::uuid as contact_id,
            wa.unix_time(m -> 'msg' ->> 'timestamp') as sent_at,
+           coalesce(m -> 'msg' -> 'wabase' ->> 'direction', 'inbound') as direction,
            m ->> 'wamid' in (select unnest(v_replacements)) as replacement
     from jsonb_array_elements(v_fresh) m
   ),
   conversation_times as (
-    select f.phone_number_id, f.contact_id, max(f.sent_at) as last_at
+    select f.phone_number_id, f.contact_id, max(f.sent_at) as last_at,
+           max(f.sent_at) filter (where f.direction = 'inbound') as last_inbound_at
     from fresh f
     where not f.replacement
     group by f.phone_number_id, f.contact_id
   ),
   conversations as (
     insert into public.conversations as c (phone_number_id, contact_id, last_message_at, last_inbound_at)
-    select t.phone_number_id, t.contact_id, t.last_at, t.last_at
+    select t.phone_number_id, t.contact_id, t.last_at, t.last_inbound_at
     from conversation_times t
     -- Open conversations first, then closed ones (reopening routes them), then new ones (routed as they are
     -- written): routing locks executives (step 6b of docs/locking.md) only after every conversation lock.
@@ -701,27 +713,31 @@ begin
   ),
   inserted as (
     insert into public.messages (conversation_id, wamid, direction, type, body, content_text, context_wamid,
-                                 sent_at, received_at)
-    select c.id, f.wamid, 'inbound', f.msg ->> 'type', f.msg, wa.message_text(f.msg), f.msg -> 'context' ->> 'id',
-           f.sent_at, p_now
+                                 sent_at, received_at, status, origin, read_at, read_receipt_sent_at)
+    select c.id, f.wamid, f.direction, f.msg ->> 'type', f.msg - 'wabase', wa.message_text(f.msg),
+           f.msg -> 'context' ->> 'id', f.sent_at, p_now, wa.stored_status(f.msg), f.msg -> 'wabase' ->> 'origin',
+           -- The app's chat history was read there: never unread here, and no read receipt owed.
+           case when f.msg -> 'wabase' ->> 'origin' = 'history' and f.direction = 'inbound' then p_now end,
+           case when f.msg -> 'wabase' ->> 'origin' = 'history' and f.direction = 'inbound' then p_now end
     from fresh f
     join conversations c on c.phone_number_id = f.phone_number_id and c.contact_id = f.contact_id
     where not f.replacement
     order by f.wamid
     -- Only a receipt purged by retention and then redelivered could meet an existing row: keep that row.
     on conflict (wamid) do nothing
-    returning id, conversation_id, type, wamid
+    returning id, conversation_id, type, wamid, direction, origin
   ),
   readable as (
     select i.id as message_id, i.conversation_id, c.phone_number_id, i.wamid
     from inserted i join conversations c on c.id = i.conversation_id
-    where wa.is_bot_readable(i.type)
+    join wa.phone_numbers n on n.phone_number_id = c.phone_number_id
+    where wa.wakes_agent(i.type, i.direction, i.origin, n.react_wakes_agent)
     union all
     select pm.id, pm.conversation_id, pc.phone_number_id, pm.wamid
     from fresh f
     join public.messages pm on pm.wamid = f.wamid
     join public.conversations pc on pc.id = pm.conversation_id
-    where f.replacement and wa.is_bot_readable(pm.type)
+    where f.replacement and wa.is_bot_readable(pm.type) and pm.origin is null
   ),
   appended as (
     insert into wa.buffer_messages (conversation_id, message_id, appended_at)
@@ -750,6 +766,7 @@ begin
                                           b.message_count + excluded.message_count,
                                           n.buffer_quiet_period, n.buffer_max_wait, n.buffer_max_messages)
                   from wa.phone_numbers n where n.phone_number_id = b.phone_number_id);
+  perform wa.after_conversation_phase(v_messages, v_first_seen, p_now);
 
   -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
   -- messages' statuses are derived from all their recorded events. A wamid that no outbound message holds yet
@@ -793,6 +810,7 @@ begin
   if cardinality(v_status_wamids) > 0 then
     v_statuses_applied := wa.apply_message_statuses(v_status_wamids);
   end if;
+  perform wa.apply_message_events(p_payload, v_messages, v_first_seen, p_now);
 
   v_result := jsonb_build_object(
     'event_id', v_event_id,
@@ -818,7 +836,9 @@ comment on function wa.ingest_webhook(jsonb, timestamptz, text, text) is
   'replaced, duplicate, unattributed, statuses_recorded/duplicate/unmatched/applied, ignored, errors. '
   'Concurrent duplicates are safe without retries; real content replaces a placeholder whichever commits first. '
   'When the caller had to repair the body (p_payload is not the body as received), p_raw_body and p_error keep '
-  'the original and why. Caller: whatsapp-webhook (service connection).';
+  'the original and why. Business app echoes and chat history are stored as messages too, and reactions, edits, '
+  'revokes and the app''s address book applied (docs/conversation.md). Caller: whatsapp-webhook (service '
+  'connection).';
 
 create function wa.record_rejected_webhook(p_raw_body text, p_payload jsonb, p_error text,
                                            p_now timestamptz default now())

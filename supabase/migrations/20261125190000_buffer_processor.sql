@@ -454,7 +454,7 @@ begin
         'up_to_seq', (select max(seq) from batch),
         'messages', (select coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
             'id', bm.id, 'wamid', bm.wamid, 'type', bm.type, 'text', bm.content_text, 'sent_at', bm.sent_at,
-            'context_wamid', bm.context_wamid,
+            'context_wamid', bm.context_wamid, 'reply', wa.structured_reply(bm.body),
             'media', case when bm.type in ('image', 'audio', 'video', 'document', 'sticker') then jsonb_strip_nulls(
                        jsonb_build_object('id', bm.body -> bm.type ->> 'id', 'mime_type', bm.body -> bm.type ->> 'mime_type',
                                           'caption', bm.body -> bm.type ->> 'caption',

@@ -218,12 +218,15 @@ set search_path = ''
 as $$
 begin
   perform wa.require_conversation_access(auth.uid(), conversation_id);
-  update public.conversations c set bot_paused_until = null, bot_paused_by = null, updated_at = now()
+  -- A handoff the agent asked for is answered too (docs/conversation.md); the history stays.
+  update public.conversations c set bot_paused_until = null, bot_paused_by = null, handoff_requested_at = null,
+                                    handoff_reason = null, updated_at = now()
   where c.id = resume_bot.conversation_id;
 end;
 $$;
 comment on function public.resume_bot(uuid) is
-  'Lets the AI agent answer a conversation again. Same access rules as the conversation. Caller: the frontend.';
+  'Lets the AI agent answer a conversation again and clears a handoff the agent asked for; the history stays. Same '
+  'access rules as the conversation. Caller: the frontend.';
 
 revoke all on function wa.require_conversation_access(uuid, uuid),
   wa.begin_operator_send(uuid, uuid, uuid, text, jsonb, timestamptz), wa.conversation_recipient(uuid),
@@ -252,12 +255,15 @@ begin
     'session', (select jsonb_build_object('state', s.state, 'data', s.data, 'version', s.version)
                 from wa.get_chat_session(v_conversation_id) s),
     'bot_paused', (select coalesce(c.bot_paused_until > now(), false) from public.conversations c
-                   where c.id = v_conversation_id));
+                   where c.id = v_conversation_id),
+    'typing_indicator', (select n.typing_indicator from wa.phone_numbers n
+                         where n.phone_number_id = v_context -> 'conversation' ->> 'phone_number_id'));
 end;
 $$;
 comment on function wa.agent_context_with_session(bigint, integer) is
   'wa.agent_context plus the conversation''s chat session (state, data, version; version 0 when none) and whether '
-  'the bot is paused there, still one round trip. Null for a stale fence. Caller: buffer-processor.';
+  'the bot is paused there and whether its number shows the typing indicator, still one round trip. Null for a '
+  'stale fence. Caller: buffer-processor.';
 revoke all on function wa.agent_context_with_session(bigint, integer) from public, anon, authenticated, service_role;
 
 create function wa.refuse_reply_while_paused()

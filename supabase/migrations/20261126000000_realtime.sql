@@ -121,7 +121,7 @@ declare
   v_owner jsonb;
 begin
   -- Where the row belongs: its own team/executive columns, or its conversation's for a message.
-  if tg_table_name = 'messages' then
+  if tg_table_name in ('messages', 'message_reactions') then
     select jsonb_build_object('team_id', c.team_id, 'executive_id', c.assigned_executive_id) into v_owner
     from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
   elsif tg_table_name = 'conversations' then

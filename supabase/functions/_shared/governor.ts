@@ -91,10 +91,11 @@ export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions)
                                                 coalesce(${now()}::timestamptz, clock_timestamp()))`;
       }
     },
-    async markRead(phoneNumberId, wamid) {
-      // A receipt counts against the number's throughput, not against any pair.
+    async markRead(phoneNumberId, wamid, options) {
+      // A receipt (with or without the typing indicator) counts against the number's throughput, not against
+      // any pair.
       await slot(phoneNumberId, null, { waited: 0 });
-      return await graph.markRead(phoneNumberId, wamid);
+      return await graph.markRead(phoneNumberId, wamid, options);
     },
   };
 }

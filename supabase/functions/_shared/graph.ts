@@ -127,8 +127,15 @@ export function recipientOf(
 
 export interface GraphClient {
   send(phoneNumberId: string, payload: SendPayload): Promise<SendOutcome>;
-  /** Tells WhatsApp the customer's message was read (blue ticks); resolves to whether Meta accepted it. */
-  markRead(phoneNumberId: string, wamid: string): Promise<boolean>;
+  /**
+   * Tells WhatsApp the customer's message was read (blue ticks), with `typing` the typing indicator too (§2.4);
+   * resolves to whether Meta accepted it. One attempt, no retry.
+   */
+  markRead(
+    phoneNumberId: string,
+    wamid: string,
+    options?: { typing?: boolean; timeoutMs?: number },
+  ): Promise<boolean>;
 }
 
 /** A Graph API client whose calls run under `policy` (timeout, retries of retryable errors, breaker). */
@@ -178,12 +185,17 @@ export function createGraphClient(apiBase: string, accessToken: string, policy: 
         return { kind: "unknown", error: String(error) };
       }
     },
-    async markRead(phoneNumberId, wamid) {
+    async markRead(phoneNumberId, wamid, options = {}) {
       const res = await fetch(`${apiBase}/${encodeURIComponent(phoneNumberId)}/messages`, {
         method: "POST",
         headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
-        body: JSON.stringify({ messaging_product: "whatsapp", status: "read", message_id: wamid }),
-        signal: AbortSignal.timeout(10_000),
+        body: JSON.stringify({
+          messaging_product: "whatsapp",
+          status: "read",
+          message_id: wamid,
+          ...(options.typing ? { typing_indicator: { type: "text" } } : {}),
+        }),
+        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
       });
       await res.body?.cancel();
       return res.ok;

@@ -4,10 +4,15 @@
 import { z } from "zod";
 import type { Resilient } from "../_shared/resilience.ts";
 import type { ProcessorEnv } from "./config.ts";
+import { bodyLimit, type InteractiveReply, interactiveReply } from "./interactive.ts";
 import type { AgentContext } from "./store.ts";
 
 export interface AgentAnswer {
   text: string | null;
+  /** Reply buttons or a list sent with `text` as their body (docs/conversation.md). */
+  interactive?: InteractiveReply;
+  /** The agent asks for a human: the bot pauses and the team is told. */
+  handoff?: { reason: string };
   /** The session the agent wants next; its data is merged over the stored data. */
   session?: { state: string; data: Record<string, unknown> };
 }
@@ -23,7 +28,16 @@ export class AgentError extends Error {
 const WHATSAPP_TEXT_LIMIT = 4096;
 
 const webhookAnswer = z.object({
-  reply: z.object({ text: z.string().max(WHATSAPP_TEXT_LIMIT) }).loose().nullable(),
+  reply: z.object({ text: z.string().max(WHATSAPP_TEXT_LIMIT), interactive: interactiveReply.optional() })
+    .loose()
+    .refine((reply) => reply.interactive === undefined || reply.text.trim() !== "", {
+      error: "an interactive reply needs its text (the body)",
+    })
+    .refine((reply) => reply.interactive === undefined || reply.text.length <= bodyLimit(reply.interactive), {
+      error: "the text is too long for the body of this interactive reply",
+    })
+    .nullable(),
+  handoff: z.object({ reason: z.string().trim().min(1).max(500) }).loose().optional(),
   session: z.object({ state: z.string().min(1), data: z.record(z.string(), z.unknown()).default({}) })
     .optional(),
 }).loose();
@@ -114,10 +128,20 @@ export function createAgent(env: ProcessorEnv, policy: Resilient): Agent {
         await postJson(env.AGENT_URL, agentRequest(context), headers, signal),
       );
       if (!parsed.success) {
-        throw new AgentError("agent answer is not {reply: {text} | null, session?}", false);
+        throw new AgentError(
+          `agent answer is not {reply: {text, interactive?} | null, handoff?, session?}: ${
+            parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")
+          }`,
+          false,
+        );
       }
-      const text = parsed.data.reply?.text.trim() || null;
-      return parsed.data.session === undefined ? { text } : { text, session: parsed.data.session };
+      const { reply, handoff, session } = parsed.data;
+      return {
+        text: reply?.text.trim() || null,
+        ...(reply?.interactive === undefined ? {} : { interactive: reply.interactive }),
+        ...(handoff === undefined ? {} : { handoff: { reason: handoff.reason } }),
+        ...(session === undefined ? {} : { session }),
+      };
     });
 }
 

@@ -15,6 +15,7 @@ import {
 } from "./config.ts";
 import { attachMedia, createTranscriber, type MediaOptions } from "./media.ts";
 import { createStorageClient } from "../_shared/storage.ts";
+import { interactiveObject, type InteractiveReply } from "./interactive.ts";
 import {
   createGraphClient,
   graphBreaks,
@@ -79,15 +80,17 @@ interface Dependencies {
   media: MediaOptions;
 }
 
-/** The Graph API request for a text reply. */
-function textPayload(context: AgentContext, text: string): SendPayload {
-  return {
+/** The Graph API request for a reply: text, or reply buttons / a list with the text as their body. */
+function replyPayload(context: AgentContext, text: string, interactive?: InteractiveReply): SendPayload {
+  const envelope = {
     messaging_product: "whatsapp",
     recipient_type: "individual",
     ...recipientOf(context.contact),
-    type: "text",
-    text: { preview_url: false, body: text },
   };
+  if (interactive !== undefined) {
+    return { ...envelope, type: "interactive", interactive: interactiveObject(text, interactive) };
+  }
+  return { ...envelope, type: "text", text: { preview_url: false, body: text } };
 }
 
 function processorFrom(deps: Dependencies): Processor {
@@ -96,6 +99,46 @@ function processorFrom(deps: Dependencies): Processor {
 
   let sessionRetries = 0;
   let bookkeepingFailures = 0;
+  /** Typing indicators on their way: a drain waits for them before it returns, a batch never does. */
+  const typing = new Set<Promise<void>>();
+
+  function warn(job: string, error: unknown, fields: Record<string, unknown> = {}) {
+    log("warn", {
+      function: "buffer-processor",
+      job,
+      worker: workerId,
+      error: errorMessage(error),
+      ...fields,
+    });
+  }
+
+  /**
+   * Marks the customer's last message read with the typing indicator while the agent answers (WHATSAPP.md
+   * §2.4): once per batch, best effort (one attempt, never awaited by the batch), unless the number turned it off.
+   */
+  function showTyping(context: AgentContext) {
+    const last = context.batch.messages.at(-1);
+    if (context.typing_indicator === false || last === undefined) return;
+    const call: Promise<void> = graph.markRead(context.conversation.phone_number_id, last.wamid, {
+      typing: true,
+      timeoutMs: env.GRAPH_TIMEOUT_MS,
+    }).then(
+      (accepted) => void (accepted || warn("typing", "the Graph API refused the typing indicator")),
+      (error) => warn("typing", error),
+    ).finally(() => typing.delete(call));
+    typing.add(call);
+  }
+
+  /** The agent asked for a human: settled bookkeeping after the batch, never failing or repeating it. */
+  async function handOver(context: AgentContext, handoff: AgentAnswer["handoff"]) {
+    if (handoff === undefined) return;
+    try {
+      await store.handoff(context.conversation.id, handoff.reason);
+    } catch (error) {
+      bookkeepingFailures++;
+      warn("handoff", error, { conversation_id: context.conversation.id });
+    }
+  }
 
   /** The agent's answer, or the fallback reply when the agent fails (timeout, open breaker, errors). */
   async function ask(context: AgentContext): Promise<AgentAnswer & { fallback: boolean }> {
@@ -198,29 +241,51 @@ function processorFrom(deps: Dependencies): Processor {
     if (existing !== null && existing.status !== "failed") {
       return await deliver(claim, context, existing, false, "already_replied");
     }
-    let upToSeq = claim.up_to_seq;
-    let payload: SendPayload;
-    let success: BatchOutcome = "already_replied";
     if (existing !== null) {
       // Meta refused it: the same reply is sent again (the SQL lets one claim take it over, never while paused).
-      upToSeq = existing.up_to_seq;
-      payload = existing.body;
-    } else {
-      const answer = await ask(context);
-      if (answer.session !== undefined) await saveSession(claim, context, answer.session);
-      if (answer.text === null) {
-        await store.complete(claim.fence, claim.up_to_seq);
-        return "silent";
-      }
-      payload = textPayload(context, answer.text);
-      success = answer.fallback ? "fallback" : "replied";
+      return await send(
+        claim,
+        claim.up_to_seq,
+        context,
+        existing.up_to_seq,
+        existing.body,
+        "already_replied",
+      );
     }
+    showTyping(context);
+    const answer = await ask(context);
+    if (answer.session !== undefined) await saveSession(claim, context, answer.session);
+    let outcome: BatchOutcome;
+    if (answer.text === null) {
+      await store.complete(claim.fence, claim.up_to_seq);
+      outcome = "silent";
+    } else {
+      const payload = replyPayload(context, answer.text, answer.interactive);
+      const success = answer.fallback ? "fallback" : "replied";
+      outcome = await send(claim, claim.up_to_seq, context, claim.up_to_seq, payload, success);
+    }
+    await handOver(context, answer.handoff);
+    return outcome;
+  }
+
+  /**
+   * Writes the reply to the messages up to `upToSeq` under the batch's key and delivers it; while the bot is
+   * paused the write is refused and the batch (up to `claimedUpTo`) completes without a reply.
+   */
+  async function send(
+    claim: Claim,
+    claimedUpTo: string,
+    context: AgentContext,
+    upToSeq: string,
+    payload: SendPayload,
+    success: BatchOutcome,
+  ): Promise<BatchOutcome> {
     let reply;
     try {
       reply = await store.beginReply(claim.fence, upToSeq, payload);
     } catch (error) {
       if (!(error instanceof BotPausedError)) throw error;
-      await store.complete(claim.fence, claim.up_to_seq);
+      await store.complete(claim.fence, claimedUpTo);
       return "paused";
     }
     return await deliver(claim, context, reply, reply.ours, success);
@@ -290,6 +355,7 @@ function processorFrom(deps: Dependencies): Processor {
       }
     };
     await Promise.all(Array.from({ length: env.PROCESSOR_CONCURRENCY }, lane));
+    await Promise.allSettled([...typing]);
     return {
       worker: workerId,
       batches,

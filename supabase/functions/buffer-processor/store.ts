@@ -28,6 +28,13 @@ export interface BatchMessage {
   text?: string;
   sent_at: string;
   context_wamid?: string;
+  /** A tapped reply button or list row (or template quick reply): what the customer chose, by id. */
+  reply?: {
+    kind: "button_reply" | "list_reply" | "template_button";
+    id: string;
+    title: string;
+    description?: string;
+  };
   media?: { id?: string; mime_type?: string; caption?: string; filename?: string } & Partial<MediaAttachment>;
 }
 
@@ -61,6 +68,8 @@ export interface AgentContext {
   session: ChatSession;
   /** An operator paused the bot in this conversation. */
   bot_paused: boolean;
+  /** The business number shows the typing indicator while the agent answers (absent: yes). */
+  typing_indicator?: boolean;
 }
 
 /** The claim behind a fence was lost: the lease expired and another worker took the batch. */
@@ -177,6 +186,10 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
                                          ${lease}::interval)::integer as version`;
         return row?.version ?? 0;
       });
+    },
+    /** The agent asked for a human: pause the bot until resumed, flag the conversation, tell the team. */
+    async handoff(conversationId: string, reason: string): Promise<void> {
+      await sql`select wa.request_handoff(${conversationId}, ${reason})`;
     },
     async noteOutcome(conversationId: string, outcome: string): Promise<void> {
       await sql`select wa.note_batch_outcome(${conversationId}, ${outcome})`;

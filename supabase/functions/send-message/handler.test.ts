@@ -313,3 +313,30 @@ sendTest("a marketing template to a contact who stopped marketing messages is re
   const outsider = await ctx.post(ctx.outsider, template(ctx.conversationId, "seguimiento"));
   assert.equal(outsider.status, 403, "nothing about the conversation is told to an outsider");
 });
+sendTest(
+  "an operator reacts to the customer's message: sent as Meta's reaction, shown on the message",
+  async (ctx) => {
+    const [customer] = await ctx.sql<{ wamid: string }[]>`
+    select wamid from public.messages where conversation_id = ${ctx.conversationId} and direction = 'inbound'`;
+    const react = (emoji: string) =>
+      ctx.post(ctx.owner, {
+        conversation_id: ctx.conversationId,
+        client_id: crypto.randomUUID(),
+        type: "reaction",
+        reaction: { message_id: customer!.wamid, emoji },
+      });
+    assert.equal((await react("👍")).status, 201);
+    assert.deepEqual(ctx.fakes.graph.sent.at(-1)?.body.reaction, {
+      message_id: customer!.wamid,
+      emoji: "👍",
+    });
+    const shown = () =>
+      ctx.sql<{ emoji: string | null }[]>`
+      select emoji from public.message_reactions where message_wamid = ${
+        customer!.wamid
+      } and reactor = 'business'`;
+    assert.deepEqual([...await shown()], [{ emoji: "👍" }]);
+    assert.equal((await react("")).status, 201, "an empty emoji removes the reaction (WHATSAPP.md §2.2)");
+    assert.deepEqual([...await shown()], [{ emoji: null }]);
+  },
+);

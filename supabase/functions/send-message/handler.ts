@@ -78,7 +78,7 @@ async function send(req: Request, env: Env, actor: string, sql: Sql, logFields: 
   await takeToken(sql, `user:${actor}`, "chat");
   const request = await readJson(req, sendRequest);
   const to = await recipient(sql, request.conversation_id);
-  if (request.type !== "text" && request.type !== "template" && request.media.path !== undefined) {
+  if ("media" in request && request.media.path !== undefined) {
     request.media = { ...request.media, path: undefined, id: await outboundMediaId(req, env, to, request) };
   }
   const payload = {

@@ -41,6 +41,16 @@ export const sendRequest = z.discriminatedUnion("type", [
       error: "give exactly one of media.id (uploaded), media.link or media.path (in whatsapp-outbox)",
     }),
   }),
+  // An emoji on a message of the conversation; "" removes it (WHATSAPP.md §2.2). Shown on the message at once
+  // (public.message_reactions, docs/conversation.md).
+  z.strictObject({
+    ...ids,
+    type: z.literal("reaction"),
+    reaction: z.strictObject({
+      message_id: z.string().min(1).max(256),
+      emoji: z.string().max(16).refine((emoji) => [...emoji].length <= 8, { error: "one emoji" }),
+    }),
+  }),
 ]);
 
 export type SendRequest = z.infer<typeof sendRequest>;
@@ -52,6 +62,8 @@ export function messageBody(request: SendRequest): SendPayload {
   switch (request.type) {
     case "text":
       return { type: "text", text: { body: request.text, preview_url: request.preview_url ?? false } };
+    case "reaction":
+      return { type: "reaction", reaction: request.reaction };
     case "template": {
       const { name, language, components } = request.template;
       return {

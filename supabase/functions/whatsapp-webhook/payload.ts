@@ -166,15 +166,28 @@ type InboundMessage =
 
 // The content check runs as a refinement rather than a union so that an unknown type still passes and a bad
 // object is reported at `<type>.<field>` instead of as "no union member matched".
-const inboundMessage = messageBase.superRefine((message, ctx) => {
+function checkContent(message: { type: string }, ctx: z.RefinementCtx) {
   const type = message.type;
   if (!isContentType(type)) return;
-  const content = message[type];
+  const content = (message as Record<string, unknown>)[type];
   if (content === undefined && contentOptional.has(type)) return;
   const result = contentSchemas[type].safeParse(content);
   if (result.success) return;
   for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: [type, ...issue.path] });
-}) as z.ZodType<InboundMessage>; // the refinement guarantees the per-type fields the base shape leaves open
+}
+
+// the refinement guarantees the per-type fields the base shape leaves open
+const inboundMessage = messageBase.superRefine(checkContent) as z.ZodType<InboundMessage>;
+
+/**
+ * A message of the coexistence fields (docs/conversation.md): an echo of what the business sent from the
+ * WhatsApp Business app (`to` is the customer), or one of the app's chat history. Meta documents their
+ * timestamps as integers and shows strings: both pass.
+ */
+const appMessage = messageBase.extend({
+  timestamp: z.union([unixSeconds, z.number().int().nonnegative()]),
+  to: identifier.optional(),
+}).superRefine(checkContent);
 
 const conversation = z.looseObject({
   id: z.string().optional(),
@@ -221,11 +234,41 @@ const messagesValue = z.looseObject({
 
 type MessagesValue = z.infer<typeof messagesValue>;
 
-// Only `messages` changes are validated; other fields (template updates, account_update, echoes...) are
-// stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
+const metadata = z.looseObject({ phone_number_id: requiredIdentifier });
+
+/** The values of the fields the ingest reads beside `messages` (docs/conversation.md). */
+const coexistenceValues: Record<string, z.ZodType> = {
+  smb_message_echoes: z.looseObject({
+    metadata,
+    message_echoes: z.array(appMessage.refine((m) => m.to !== undefined, { error: "an echo needs `to`" })),
+  }),
+  history: z.looseObject({
+    metadata,
+    history: z.array(z.looseObject({
+      threads: z.array(z.looseObject({ id: identifier, messages: z.array(appMessage) })).optional(),
+      errors: z.array(metaError).optional(),
+    })).optional(),
+    // The follow-up webhooks with a media message's content carry it here.
+    messages: z.array(appMessage).optional(),
+  }),
+  smb_app_state_sync: z.looseObject({
+    metadata,
+    state_sync: z.array(z.looseObject({
+      type: z.string(),
+      contact: z.looseObject({ phone_number: identifier.optional() }).optional(),
+      action: z.string().optional(),
+      metadata: z.looseObject({ timestamp: z.union([unixSeconds, z.number().int().nonnegative()]) })
+        .optional(),
+    })),
+  }),
+};
+
+// `messages` changes and the coexistence fields the ingest reads are validated; other fields (template updates,
+// account_update...) are stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
 const change = z.looseObject({ field: z.string(), value: z.unknown() }).superRefine((entry, ctx) => {
-  if (entry.field !== "messages") return;
-  const result = messagesValue.safeParse(entry.value);
+  const schema = entry.field === "messages" ? messagesValue : coexistenceValues[entry.field];
+  if (schema === undefined) return;
+  const result = schema.safeParse(entry.value);
   if (result.success) return;
   for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: ["value", ...issue.path] });
 });

@@ -20,7 +20,14 @@ export function replaceUnstorableEscapes(json: string): { text: string; replaced
 }
 
 /** The arrays of a `messages` change's value whose elements are left out one by one. */
-const ITEM_ARRAYS: ReadonlySet<PropertyKey> = new Set(["contacts", "messages", "statuses", "errors"]);
+const ITEM_ARRAYS: ReadonlySet<PropertyKey> = new Set([
+  "contacts",
+  "messages",
+  "statuses",
+  "errors",
+  "message_echoes",
+  "state_sync",
+]);
 
 /**
  * The path of the smallest part of the body that an issue at `path` can be left out with: an element of a
@@ -63,8 +70,8 @@ export type Validation =
 
 /**
  * Validates a parsed body as a Cloud API webhook, leaving out each part the schema refuses: the element of a
- * change's contacts, messages, statuses or errors, else the change, else the entry. Only a wrong envelope
- * refuses the whole body. `leftOut` names each issue at its path in the body as received. What remains has
+ * change's item arrays (contacts, messages, statuses, errors, echoes, address book entries), else the change,
+ * else the entry. Only a wrong envelope refuses the whole body. `leftOut` names each issue at its path in the body as received. What remains has
  * passed every check: a refinement zod skipped because its object already failed lies in a part left out.
  */
 export function validateLeavingOut(body: unknown): Validation {
