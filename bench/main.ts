@@ -16,6 +16,7 @@ import { contention } from "./contention.ts";
 import { deadlocks } from "./deadlocks.ts";
 import { realtime } from "./realtime.ts";
 import { routing } from "./routing.ts";
+import { calls } from "./calls.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -27,6 +28,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   deadlocks,
   realtime,
   routing,
+  calls,
 };
 
 async function runOne(

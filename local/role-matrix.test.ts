@@ -67,6 +67,12 @@ async function fixture(): Promise<Fixture> {
         values (${number}, ${contact!.id}, ${owner.id}, ${teamId}, now()) returning id`;
       await sql`insert into public.messages (conversation_id, wamid, direction, type, body, content_text, sent_at)
                 values (${conversation!.id}, ${crypto.randomUUID()}, 'inbound', 'text', '{}', 'hola', now())`;
+      await sql`insert into public.calls (call_id, phone_number_id, conversation_id, contact_id, direction, state,
+                                          started_at, alert_at)
+                values (${crypto.randomUUID()}, ${number}, ${conversation!.id}, ${
+        contact!.id
+      }, 'inbound', 'ringing',
+                        now(), now() + interval '30 seconds')`;
       const [prospect] = await sql`insert into public.prospects (team_id, executive_id, contact_id, name)
                                    values (${teamId}, ${owner.id}, ${contact!.id}, 'Matrix') returning id`;
       return {
@@ -302,6 +308,33 @@ function calls(f: Fixture): Call[] {
       },
     },
     {
+      object: "rpc live_calls",
+      method: "POST",
+      path: "/rpc/live_calls",
+      body: {},
+      idOf: (row) => String(row.conversation_id),
+      expect: {
+        anon: anonDenied,
+        executive: all([f.conversation]),
+        coordinator: all([f.conversation]),
+        admin: all([f.conversation, f.otherConversation]),
+        service_role: userDenied,
+      },
+    },
+    {
+      object: "rpc call_metrics",
+      method: "POST",
+      path: "/rpc/call_metrics",
+      body: {},
+      expect: {
+        anon: anonDenied,
+        executive: userDenied,
+        coordinator: userDenied,
+        admin: userDenied,
+        service_role: { status: 200 },
+      },
+    },
+    {
       object: "rpc ops_readiness",
       method: "POST",
       path: "/rpc/ops_readiness",
@@ -341,6 +374,19 @@ function calls(f: Fixture): Call[] {
       object: "table messages",
       method: "GET",
       path: `/messages?select=id:conversation_id&conversation_id=${
+        inList([f.conversation, f.otherConversation])
+      }`,
+      expect: {
+        anon: anonDenied,
+        executive: all([f.conversation]),
+        coordinator: all([f.conversation]),
+        admin: all([f.conversation, f.otherConversation]),
+      },
+    },
+    {
+      object: "table calls",
+      method: "GET",
+      path: `/calls?select=id:conversation_id&conversation_id=${
         inList([f.conversation, f.otherConversation])
       }`,
       expect: {

@@ -3,6 +3,7 @@
 // throughout is "reject what we cannot route or store, accept what Meta may add later": a rejected POST is
 // retried for 7 days, so a new message type, status or field must never invalidate a whole batch.
 import { z } from "zod";
+import { callsValue } from "./calls.ts";
 
 /** Unix seconds as Meta sends them: a string of digits. */
 const unixSeconds = z.string().regex(/^\d{1,12}$/, "must be Unix seconds as a digit string");
@@ -221,11 +222,12 @@ const messagesValue = z.looseObject({
 
 type MessagesValue = z.infer<typeof messagesValue>;
 
-// Only `messages` changes are validated; other fields (template updates, account_update, echoes...) are
-// stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
+// Only `messages` and `calls` changes are validated; other fields (template updates, account_update, echoes...)
+// are stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
 const change = z.looseObject({ field: z.string(), value: z.unknown() }).superRefine((entry, ctx) => {
-  if (entry.field !== "messages") return;
-  const result = messagesValue.safeParse(entry.value);
+  const schema = entry.field === "messages" ? messagesValue : entry.field === "calls" ? callsValue : null;
+  if (schema === null) return;
+  const result = schema.safeParse(entry.value);
   if (result.success) return;
   for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: ["value", ...issue.path] });
 });

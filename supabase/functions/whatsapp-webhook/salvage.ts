@@ -19,8 +19,8 @@ export function replaceUnstorableEscapes(json: string): { text: string; replaced
   return { text, replaced };
 }
 
-/** The arrays of a `messages` change's value whose elements are left out one by one. */
-const ITEM_ARRAYS: ReadonlySet<PropertyKey> = new Set(["contacts", "messages", "statuses", "errors"]);
+/** The arrays of a `messages` or `calls` change's value whose elements are left out one by one. */
+const ITEM_ARRAYS = new Set<PropertyKey>(["contacts", "messages", "statuses", "errors", "calls"]);
 
 /**
  * The path of the smallest part of the body that an issue at `path` can be left out with: an element of a
