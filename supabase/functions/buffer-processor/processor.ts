@@ -5,6 +5,7 @@ import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
 import { type Agent, type AgentAnswer, agentRetryable, createAgent } from "./agent.ts";
+import { createToolbox } from "./tools.ts";
 import { AGENT_ATTEMPTS, GRAPH_ATTEMPTS, type ProcessorEnv, RETRY_BASE_DELAY_MS } from "./config.ts";
 import {
   createGraphClient,
@@ -346,7 +347,15 @@ export async function createProcessor(
   return processorFrom({
     env,
     store,
-    agent: createAgent(env, agentPolicy),
+    agent: createAgent(
+      env,
+      agentPolicy,
+      createToolbox(sql, {
+        breakerThreshold: env.BREAKER_THRESHOLD,
+        halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+        clock,
+      }),
+    ),
     graph: createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
     workerId,
     breakers: () => ({ agent: agentPolicy.breakerState(), graph: graphPolicy.breakerState() }),
