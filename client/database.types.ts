@@ -566,6 +566,7 @@ export type Database = {
       live_calls: {
         Args: { p_now?: string }
         Returns: {
+          alert_at: string
           answered_at: string
           assigned_executive_id: string
           call_id: string

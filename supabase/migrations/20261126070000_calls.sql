@@ -334,7 +334,8 @@ create trigger calls_broadcast after insert or update or delete on public.calls
 create function public.live_calls(p_now timestamptz default now())
 returns table (id uuid, call_id text, conversation_id uuid, contact_id uuid, contact_name text,
                phone_number_id text, direction text, state text, started_at timestamptz, answered_at timestamptz,
-               assigned_executive_id uuid, waiting_seconds integer, unanswered_too_long boolean)
+               assigned_executive_id uuid, alert_at timestamptz, waiting_seconds integer,
+               unanswered_too_long boolean)
 language sql
 stable
 security invoker
@@ -342,7 +343,7 @@ set search_path = ''
 as $$
   -- One query over the partial index of calls in progress; RLS (the conversation's) decides what is visible.
   select k.id, k.call_id, k.conversation_id, k.contact_id, ct.profile_name, k.phone_number_id, k.direction, k.state,
-         k.started_at, k.answered_at, k.assigned_executive_id,
+         k.started_at, k.answered_at, k.assigned_executive_id, k.alert_at,
          greatest(0, extract(epoch from p_now - k.started_at))::integer,
          k.state = 'ringing' and p_now > k.alert_at
   from public.calls k
@@ -352,8 +353,9 @@ as $$
 $$;
 comment on function public.live_calls(timestamptz) is
   'The calls in progress the caller may see (their conversations'' RLS), oldest first, with how long each has '
-  'waited and whether it has been ringing past its alert_at (its number''s call_unanswered_alert when it began). A monitor draws '
-  'this once, then applies the calls broadcasts of its topics (no polling). p_now: tests pin the clock. '
+  'waited and whether it has been ringing past its alert_at (its start plus its number''s call_unanswered_alert). '
+  'A monitor draws this once, then applies the calls broadcasts of its topics (no polling), flagging a call '
+  'still ringing when its own clock passes alert_at. p_now: tests pin the clock. '
   'Caller: authenticated users.';
 revoke all on function public.live_calls(timestamptz) from public, anon, service_role;
 grant execute on function public.live_calls(timestamptz) to authenticated;

@@ -148,3 +148,16 @@ toolTest("a model that keeps calling tools gets AGENT_TOOL_ROUNDS rounds, then m
   assert.deepEqual((await t.audit()).map((row) => [row.round, row.source]), [[1, "live"], [2, "cache"]]);
   assert.ok(t.lastReply().startsWith("Inventario: "));
 });
+
+toolTest("a slow ERP inside the tool's timeout answers live; slower than it, the model gets a clear error", {
+  serveStale: false,
+}, async (t) => {
+  t.erp.setMode({ kind: "slow", ms: 100 });
+  assert.equal(await t.batch(), "replied");
+  assert.equal(t.lastReply(), 'Inventario: {"sku":"A-100","available":12,"warehouse":"CDMX-1"}');
+  t.erp.setMode({ kind: "slow", ms: 1_000 });
+  t.advance(61_000);
+  assert.equal(await t.batch(), "replied");
+  assert.equal(t.lastReply(), `Inventario: {"error":"${TOOL} is unavailable: no answer within 300 ms"}`);
+  assert.deepEqual((await t.audit()).map((row) => row.source), ["live", "error"]);
+});

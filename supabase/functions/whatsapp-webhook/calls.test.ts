@@ -11,6 +11,12 @@ import {
   callTerminate,
   newCallId,
 } from "../../../local/testing/call-fixtures.ts";
+import {
+  contact,
+  inboundMessage,
+  messagesChange,
+  webhook,
+} from "../../../local/testing/whatsapp-fixtures.ts";
 import { validateLeavingOut } from "./salvage.ts";
 import { ingest, type IngestCounts } from "./store.ts";
 
@@ -213,4 +219,30 @@ withDb("a call item the schema refuses is left out alone; the raw body keeps it"
   });
   assert.equal(outcome.kind, "ingested");
   assert.equal((await callRow(sql, good))?.state, "ringing");
+});
+
+withDb("a call-permission reply arrives as an interactive message and is stored as one", async (sql) => {
+  const who = customer();
+  // Meta's shape: interactive.type call_permission_reply, quoting the business's permission request.
+  const reply = inboundMessage("interactive", {
+    from: who,
+    timestamp: T0,
+    content: {
+      type: "call_permission_reply",
+      call_permission_reply: {
+        response: "accept",
+        expiration_timestamp: T0 + 7 * 86400,
+        response_source: "user_action",
+      },
+    },
+  });
+  const counts = await post(
+    sql,
+    webhook(messagesChange({ contacts: [contact(who, "Luz")], messages: [reply] })),
+  );
+  assert.equal(counts.new, 1);
+  const [row] =
+    await sql`select type, body -> 'interactive' -> 'call_permission_reply' ->> 'response' as response
+                          from public.messages where wamid = ${String(reply.id)}`;
+  assert.deepEqual(row, { type: "interactive", response: "accept" });
 });
