@@ -513,6 +513,36 @@ export type Database = {
       }
     }
     Functions: {
+      answer_call: {
+        Args: { call_id: string }
+        Returns: {
+          alert_at: string
+          answered_at: string | null
+          assigned_executive_id: string | null
+          biz_opaque_callback_data: string | null
+          call_id: string
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          direction: string
+          duration_seconds: number | null
+          end_status: string | null
+          ended_at: string | null
+          id: string
+          outcome: string | null
+          phone_number_id: string
+          rejected: boolean
+          started_at: string
+          state: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "calls"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       assign_conversation: {
         Args: { conversation_id: string; executive_id: string }
         Returns: Json

@@ -322,6 +322,19 @@ function calls(f: Fixture): Call[] {
       },
     },
     {
+      object: "rpc answer_call",
+      method: "POST",
+      path: "/rpc/answer_call",
+      body: { call_id: crypto.randomUUID() },
+      expect: {
+        anon: anonDenied,
+        executive: refused(404),
+        coordinator: refused(404),
+        admin: refused(404),
+        service_role: userDenied,
+      },
+    },
+    {
       object: "rpc call_metrics",
       method: "POST",
       path: "/rpc/call_metrics",

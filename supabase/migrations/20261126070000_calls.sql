@@ -361,6 +361,52 @@ revoke all on function public.live_calls(timestamptz) from public, anon, service
 grant execute on function public.live_calls(timestamptz) to authenticated;
 
 -- ============================================================================================
+-- Answering a customer's call: Meta sends no webhook when the business accepts (the business's own POST /calls
+-- accept does it), so the executive's softphone reports it here once its accept succeeded.
+-- ============================================================================================
+create function public.answer_call(call_id uuid)
+returns public.calls
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_actor public.profiles := wa.actor(auth.uid());
+  v_call public.calls;
+begin
+  select * into v_call from public.calls k where k.id = answer_call.call_id;
+  if not found then
+    raise exception 'no call %', answer_call.call_id using errcode = 'PT404', hint = 'call_not_found';
+  end if;
+  -- Visible with its conversation, whose lock comes first (docs/locking.md: step 5, then the call, 6c).
+  perform wa.conversation_for_update(v_actor, v_call.conversation_id);
+  select * into v_call from public.calls k where k.id = answer_call.call_id for no key update;
+  if v_call.direction <> 'inbound' then
+    raise exception 'the customer answers the business''s calls' using errcode = 'PT422', hint = 'not_inbound';
+  elsif v_call.state = 'ended' then
+    raise exception 'the call has ended' using errcode = 'PT409', hint = 'call_ended';
+  elsif v_call.state = 'connected' then
+    if v_call.assigned_executive_id is distinct from v_actor.id then
+      raise exception 'the call was answered by someone else' using errcode = 'PT409', hint = 'already_answered';
+    end if;
+    return v_call;
+  end if;
+  update public.calls k
+  set state = 'connected', answered_at = now(), assigned_executive_id = v_actor.id, updated_at = now()
+  where k.id = v_call.id
+  returning * into v_call;
+  return v_call;
+end;
+$$;
+comment on function public.answer_call(uuid) is
+  'The caller answered this ringing customer call (after their softphone''s accept to the Graph API succeeded): '
+  'connected, answered now, assigned to them; broadcast like every change. Answering it again is a no-op. '
+  'Raises PT403 no_profile, PT404 call_not_found/conversation_not_found (not visible), PT409 call_ended/'
+  'already_answered, PT422 not_inbound. Caller: the frontend.';
+revoke all on function public.answer_call(uuid) from public, anon, service_role;
+grant execute on function public.answer_call(uuid) to authenticated;
+
+-- ============================================================================================
 -- Figures for the status page
 -- ============================================================================================
 create function public.call_metrics(p_now timestamptz default now())

@@ -1,7 +1,7 @@
 -- Calls: a call belongs to its conversation (its RLS and its topics); public.live_calls() returns the calls in
 -- progress the caller may see and flags one ringing past its number's alert; the status page's figures.
 begin;
-select plan(13);
+select plan(17);
 
 insert into public.teams (id, name) values ('17000000-0000-0000-0000-000000000001', 'Calls A'),
                                           ('17000000-0000-0000-0000-000000000002', 'Calls B');
@@ -98,9 +98,24 @@ select results_eq($$select call_id from public.live_calls(timestamptz '2026-12-0
   $$values ('wacid.A1')$$, 'an ended call leaves the monitor');
 select tests.clear_authentication();
 
+-- Answering a customer's call (no webhook says so: the softphone reports it).
+select pg_temp.calls('5215570000001', jsonb_build_array(pg_temp.connect('wacid.A3', '5215570000001', pg_temp.t(5))));
+select tests.authenticate_as(pg_temp.id('eb'));
+select throws_ok($$select public.answer_call((select id from public.calls where call_id = 'wacid.A3'))$$, 'PT404', null,
+  'another team''s executive cannot answer it (not visible is not found)');
+select tests.authenticate_as(pg_temp.id('ea'));
+select results_eq($$select state, assigned_executive_id, answered_at is not null
+                    from public.answer_call((select id from public.calls where call_id = 'wacid.A3'))$$,
+  $$values ('connected', pg_temp.id('ea'), true)$$, 'Ana answers it: connected, answered, hers');
+select results_eq($$select state from public.answer_call((select id from public.calls where call_id = 'wacid.A3'))$$,
+  $$values ('connected')$$, 'answering again is a no-op');
+select throws_ok($$select public.answer_call((select id from public.calls where call_id = 'wacid.A2'))$$, 'PT409', null,
+  'an ended call cannot be answered');
+select tests.clear_authentication();
+
 select ok((select bool_and(not has_function_privilege('anon', p.oid, 'execute'))
-           from pg_proc p where p.proname in ('live_calls', 'call_metrics') and p.pronamespace = 'public'::regnamespace),
-  'anon calls neither live_calls nor call_metrics');
+           from pg_proc p where p.proname in ('live_calls', 'call_metrics', 'answer_call') and p.pronamespace = 'public'::regnamespace),
+  'anon calls none of live_calls, call_metrics, answer_call');
 
 -- ---------------------------------------------------------------------------------------------
 -- The status page's figures
