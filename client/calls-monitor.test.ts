@@ -1,8 +1,8 @@
 // The live call monitor with the real @supabase/supabase-js on the local stack (gateway, real PostgREST,
 // Realtime stand-in, the webhook function, the test database): it draws once from live_calls(), then only
 // listens. Signed `calls` webhooks (Calling API shapes) make a call connected and end another; each change
-// reaches the executive's topic within 1 s, and the coordinator of another team, listening to hers, receives
-// her own team's call and never Ana's.
+// reaches the executive's topic within 1 s; a call Ana answers through answer_call reaches it too; and the
+// coordinator of another team, listening to hers, receives her own team's call and never Ana's.
 import assert from "node:assert/strict";
 import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import { localEnvDefaults } from "../local/env.ts";
@@ -152,12 +152,29 @@ Deno.test("monitor: live_calls() once, then connected and ended calls by broadca
     assert.ok(latencyMs < 1000, `the ended call took ${Math.round(latencyMs)} ms`);
     assert.equal(end.record?.outcome, "missed");
 
-    // Team B's call reaches Carla; by then Ana's two changes were delivered before it, and none reached her.
+    // A customer calls again and Ana picks up: her softphone reports it (no webhook does), and it is on the
+    // monitor at once.
+    const answered = newCallId();
+    const ringing = arrival(answered, "ringing");
+    await post(api, change(second, { calls: [callConnect(answered, { customer: second, at: at + 35 })] }));
+    const rang = await within(ringing, 10_000, "the new call's broadcast");
+    const picked = arrival(answered, "connected");
+    const pick = await supabase.rpc("answer_call", { call_id: rang.record!.id });
+    assert.equal(pick.error, null);
+    assert.equal(
+      (await within(picked, 10_000, "the answered call's broadcast")).record?.assigned_executive_id,
+      ana.id,
+    );
+
+    // Team B's call reaches Carla; by then Ana's changes were delivered before it, and none reached her.
     await post(api, change(theirs, { calls: [callConnect(theirCall, { customer: theirs, at: at + 40 })] }));
     await within(otherDone, 10_000, "team B's call on team B's topic");
     assert.deepEqual(otherReceived, [theirCall]);
     const afterwards = await supabase.rpc("live_calls", {});
-    assert.deepEqual(afterwards.data?.map((row) => [row.call_id, row.state]), [[outbound, "connected"]]);
+    assert.deepEqual(afterwards.data?.map((row) => [row.call_id, row.state]), [
+      [outbound, "connected"],
+      [answered, "connected"],
+    ]);
   } finally {
     for (const hub of hubs) await hub.cleanup();
     for (const client of clients) await client.realtime.disconnect();
