@@ -19,6 +19,7 @@ import { routing } from "./routing.ts";
 import { media } from "./media.ts";
 import { campaigns } from "./campaigns.ts";
 import { conversation } from "./conversation.ts";
+import { calls } from "./calls.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -33,6 +34,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   media,
   campaigns,
   conversation,
+  calls,
 };
 
 async function runOne(

@@ -606,6 +606,36 @@ export type Database = {
       }
     }
     Functions: {
+      answer_call: {
+        Args: { call_id: string }
+        Returns: {
+          alert_at: string
+          answered_at: string | null
+          assigned_executive_id: string | null
+          biz_opaque_callback_data: string | null
+          call_id: string
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          direction: string
+          duration_seconds: number | null
+          end_status: string | null
+          ended_at: string | null
+          id: string
+          outcome: string | null
+          phone_number_id: string
+          rejected: boolean
+          started_at: string
+          state: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "calls"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       assign_conversation: {
         Args: { conversation_id: string; executive_id: string }
         Returns: Json
@@ -689,6 +719,25 @@ export type Database = {
           status: string
           template_id: string
           waba_id: string
+        }[]
+      }
+      live_calls: {
+        Args: { p_now?: string }
+        Returns: {
+          alert_at: string
+          answered_at: string
+          assigned_executive_id: string
+          call_id: string
+          contact_id: string
+          contact_name: string
+          conversation_id: string
+          direction: string
+          id: string
+          phone_number_id: string
+          started_at: string
+          state: string
+          unanswered_too_long: boolean
+          waiting_seconds: number
         }[]
       }
       ops_metrics: { Args: Record<PropertyKey, never>; Returns: Json }

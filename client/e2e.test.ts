@@ -19,6 +19,7 @@ import {
   signBody,
   webhook,
 } from "../local/testing/whatsapp-fixtures.ts";
+import { within } from "../local/testing/within.ts";
 import { createRealtimeHub, type RealtimeHub, realtimeOptions, type StatusEvent } from "./realtime-hub.ts";
 import type { ConversationRow, Database, MessageRow, RowChange } from "./types.ts";
 
@@ -33,22 +34,6 @@ function nextStatus(hub: RealtimeHub, topic: string, status: StatusEvent["status
       resolve(event);
     });
   });
-}
-
-/**
- * `promise`, or a failure naming `what` after `ms`: a lost event fails the test with a reason instead of
- * hanging `npm test` (a bound on failure, never a wait that makes the test pass).
- */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

@@ -27,6 +27,7 @@ export { rpc } from "./rpc.ts";
 export { type PostgrestErrorLike, WabaseRpcError } from "./errors.ts";
 export type {
   BackupInfo,
+  CallRow,
   ChangeOperation,
   ConversationRow,
   Database,

@@ -93,6 +93,32 @@ export interface MessageReactionRow {
   reaction_wamid: string | null;
 }
 
+/** public.calls: a WhatsApp voice call (Calling API) in its conversation; state only rises. */
+export interface CallRow {
+  id: string;
+  /** Meta's call id (wacid.…). */
+  call_id: string;
+  phone_number_id: string;
+  conversation_id: string;
+  contact_id: string;
+  direction: "inbound" | "outbound";
+  state: "ringing" | "connected" | "ended";
+  started_at: string;
+  answered_at: string | null;
+  ended_at: string | null;
+  duration_seconds: number | null;
+  end_status: string | null;
+  rejected: boolean;
+  /** Null while in progress. */
+  outcome: "completed" | "rejected" | "missed" | "failed" | "unanswered" | null;
+  /** When a call still ringing is flagged on the live monitor. */
+  alert_at: string;
+  assigned_executive_id: string | null;
+  biz_opaque_callback_data: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
 /** A user's role, from their server-owned profile. */
 export type Role = "admin" | "coordinator" | "executive";
 
@@ -126,6 +152,7 @@ export interface ProspectRow {
 
 /** The rows of the tables whose changes are broadcast, by table name. */
 export interface WabaseTables {
+  calls: CallRow;
   conversations: ConversationRow;
   messages: MessageRow;
   message_reactions: MessageReactionRow;
@@ -185,6 +212,7 @@ type Mirrors<Mine, Generated> = [keyof Mine] extends [keyof Generated]
 type Holds<T extends true> = T;
 // One union: a single `false` among them makes it `boolean`, which Holds refuses.
 export type _RowsMirrorTheSchema = Holds<
+  | Mirrors<CallRow, GeneratedRow<"calls">>
   | Mirrors<ConversationRow, GeneratedRow<"conversations">>
   | Mirrors<MessageRow, GeneratedRow<"messages">>
   | Mirrors<MessageReactionRow, GeneratedRow<"message_reactions">>

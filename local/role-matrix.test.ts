@@ -75,6 +75,10 @@ async function fixture(): Promise<Fixture> {
                 values (${wamid}, 'customer', ${conversation!.id}, '👍', now())`;
       await sql`insert into public.message_edits (message_id, edit_wamid, previous_body, edited_at)
                 values (${message!.id}, ${crypto.randomUUID()}, '{}', now())`;
+      await sql`insert into public.calls (call_id, phone_number_id, conversation_id, contact_id, direction, state,
+                                          started_at, alert_at)
+                values (${crypto.randomUUID()}, ${number}, ${conversation!.id}, ${contact!.id}, 'inbound',
+                        'ringing', now(), now() + interval '30 seconds')`;
       const [prospect] = await sql`insert into public.prospects (team_id, executive_id, contact_id, name)
                                    values (${teamId}, ${owner.id}, ${contact!.id}, 'Matrix') returning id`;
       return {
@@ -396,6 +400,46 @@ function calls(f: Fixture): Call[] {
       },
     },
     {
+      object: "rpc live_calls",
+      method: "POST",
+      path: "/rpc/live_calls",
+      body: {},
+      idOf: (row) => String(row.conversation_id),
+      expect: {
+        anon: anonDenied,
+        executive: all([f.conversation]),
+        coordinator: all([f.conversation]),
+        admin: all([f.conversation, f.otherConversation]),
+        service_role: userDenied,
+      },
+    },
+    {
+      object: "rpc answer_call",
+      method: "POST",
+      path: "/rpc/answer_call",
+      body: { call_id: crypto.randomUUID() },
+      expect: {
+        anon: anonDenied,
+        executive: refused(404),
+        coordinator: refused(404),
+        admin: refused(404),
+        service_role: userDenied,
+      },
+    },
+    {
+      object: "rpc call_metrics",
+      method: "POST",
+      path: "/rpc/call_metrics",
+      body: {},
+      expect: {
+        anon: anonDenied,
+        executive: userDenied,
+        coordinator: userDenied,
+        admin: userDenied,
+        service_role: { status: 200 },
+      },
+    },
+    {
       object: "rpc ops_readiness",
       method: "POST",
       path: "/rpc/ops_readiness",
@@ -448,6 +492,19 @@ function calls(f: Fixture): Call[] {
       object: "table message_reactions",
       method: "GET",
       path: `/message_reactions?select=id:conversation_id&conversation_id=${
+        inList([f.conversation, f.otherConversation])
+      }`,
+      expect: {
+        anon: anonDenied,
+        executive: all([f.conversation]),
+        coordinator: all([f.conversation]),
+        admin: all([f.conversation, f.otherConversation]),
+      },
+    },
+    {
+      object: "table calls",
+      method: "GET",
+      path: `/calls?select=id:conversation_id&conversation_id=${
         inList([f.conversation, f.otherConversation])
       }`,
       expect: {

@@ -521,6 +521,7 @@ declare
   v_statuses_applied integer := 0;
   v_status_wamids text[];
   v_contacts jsonb := '{}'::jsonb;
+  v_calls jsonb;
   v_result jsonb;
 begin
   insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error)
@@ -768,6 +769,9 @@ begin
                   from wa.phone_numbers n where n.phone_number_id = b.phone_number_id);
   perform wa.after_conversation_phase(v_messages, v_first_seen, p_now);
 
+  -- Calls (the calls migration): their own events, then numbers, contacts, conversations and calls.
+  v_calls := wa.ingest_calls(p_payload, p_now);
+
   -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
   -- messages' statuses are derived from all their recorded events. A wamid that no outbound message holds yet
   -- may be getting it from wa.record_send_result right now: its lock, shared, comes first (wa.lock_wamids).
@@ -822,8 +826,8 @@ begin
     'statuses_duplicate', v_statuses_duplicate,
     'statuses_unmatched', v_statuses_unmatched,
     'statuses_applied', v_statuses_applied,
-    'ignored', v_ignored_changes + v_unattributed,
-    'errors', v_error_changes);
+    'ignored', v_ignored_changes - coalesce((v_calls ->> 'call_changes')::integer, 0) + v_unattributed,
+    'errors', v_error_changes) || v_calls;
   update wa.webhook_events set result = v_result where id = v_event_id;
   return v_result;
 end;

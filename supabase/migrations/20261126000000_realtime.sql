@@ -121,7 +121,7 @@ declare
   v_owner jsonb;
 begin
   -- Where the row belongs: its own team/executive columns, or its conversation's for a message.
-  if tg_table_name in ('messages', 'message_reactions') then
+  if tg_table_name in ('messages', 'message_reactions', 'calls') then
     select jsonb_build_object('team_id', c.team_id, 'executive_id', c.assigned_executive_id) into v_owner
     from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
   elsif tg_table_name = 'conversations' then
@@ -146,8 +146,8 @@ end;
 $$;
 comment on function wa.broadcast_row_change() is
   'AFTER row trigger: broadcasts the change (record, old_record, operation, table) with '
-  'realtime.broadcast_changes to the private topics of the row''s team and executive (a message: its '
-  'conversation''s; a reassignment: the previous owners'' too; nothing owned: unassigned). Security definer so '
+  'realtime.broadcast_changes to the private topics of the row''s team and executive (a message or a '
+  'call: its conversation''s; a reassignment: the previous owners'' too; nothing owned: unassigned). Security definer so '
   'any writer may emit it; RLS on realtime.messages decides who receives it.';
 revoke all on function wa.broadcast_row_change(), wa.owner_topics(uuid, uuid)
   from public, anon, authenticated, service_role;

@@ -6,6 +6,7 @@ import type { Resilient } from "../_shared/resilience.ts";
 import type { ProcessorEnv } from "./config.ts";
 import { bodyLimit, type InteractiveReply, interactiveReply } from "./interactive.ts";
 import type { AgentContext } from "./store.ts";
+import { type Toolbox, type ToolCallRecord, toolContent } from "./tools.ts";
 
 export interface AgentAnswer {
   text: string | null;
@@ -42,10 +43,17 @@ const webhookAnswer = z.object({
     .optional(),
 }).loose();
 
+const toolCall = z.object({
+  id: z.string(),
+  function: z.object({ name: z.string(), arguments: z.string() }).loose(),
+}).loose();
+
 const chatCompletion = z.object({
-  choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }).loose() }).loose()).min(
-    1,
-  ),
+  choices: z.array(
+    z.object({
+      message: z.object({ content: z.string().nullable(), tool_calls: z.array(toolCall).nullish() }).loose(),
+    }).loose(),
+  ).min(1),
 }).loose();
 
 /** The request body of the webhook kind: the documented agent contract (README). */
@@ -104,21 +112,57 @@ async function postJson(url: string, body: unknown, headers: Record<string, stri
 
 export type Agent = (context: AgentContext) => Promise<AgentAnswer>;
 
-/** The configured agent, its calls under `policy` (timeout, retries, breaker). */
-export function createAgent(env: ProcessorEnv, policy: Resilient): Agent {
+/**
+ * The configured agent, its calls under `policy` (timeout, retries, breaker). The openai kind offers the
+ * toolbox's tools and runs the model's calls, at most AGENT_TOOL_ROUNDS rounds (then it must answer), all inside
+ * the policy's timeout: the agent's deadline holds whatever the tools do.
+ */
+export function createAgent(env: ProcessorEnv, policy: Resilient, toolbox?: Toolbox): Agent {
   const auth: Record<string, string> = env.AGENT_API_KEY
     ? { authorization: `Bearer ${env.AGENT_API_KEY}` }
     : {};
   if (env.AGENT_KIND === "openai") {
     return (context) =>
       policy.execute(async (signal) => {
-        const body = { model: env.AGENT_MODEL, messages: chatMessages(context, env.AGENT_SYSTEM_PROMPT) };
-        const parsed = chatCompletion.safeParse(
-          await postJson(`${env.AGENT_URL}/chat/completions`, body, auth, signal),
-        );
-        if (!parsed.success) throw new AgentError("chat completion without choices[0].message", false);
-        const content = parsed.data.choices[0]!.message.content?.trim() ?? "";
-        return { text: content === "" ? null : content.slice(0, WHATSAPP_TEXT_LIMIT) };
+        const tools = toolbox === undefined ? [] : await toolbox.definitions();
+        const offered = tools.map((tool) => ({
+          type: "function",
+          function: { name: tool.name, description: tool.description, parameters: tool.parameters },
+        }));
+        const messages: Record<string, unknown>[] = chatMessages(context, env.AGENT_SYSTEM_PROMPT);
+        const calls: ToolCallRecord[] = [];
+        try {
+          for (let round = 1;; round++) {
+            const last = round > env.AGENT_TOOL_ROUNDS;
+            const body = {
+              model: env.AGENT_MODEL,
+              messages,
+              ...(offered.length > 0 ? { tools: offered, tool_choice: last ? "none" : "auto" } : {}),
+            };
+            const parsed = chatCompletion.safeParse(
+              await postJson(`${env.AGENT_URL}/chat/completions`, body, auth, signal),
+            );
+            if (!parsed.success) throw new AgentError("chat completion without choices[0].message", false);
+            const message = parsed.data.choices[0]!.message;
+            const requested = message.tool_calls ?? [];
+            if (requested.length === 0 || last || toolbox === undefined) {
+              const content = message.content?.trim() ?? "";
+              return { text: content === "" ? null : content.slice(0, WHATSAPP_TEXT_LIMIT) };
+            }
+            messages.push({ role: "assistant", content: message.content, tool_calls: requested });
+            const answered = await Promise.all(requested.map((call) =>
+              toolbox.call(tools, call.function.name, call.function.arguments, round, signal)
+            ));
+            calls.push(...answered);
+            answered.forEach((record, i) =>
+              messages.push({ role: "tool", tool_call_id: requested[i]!.id, content: toolContent(record) })
+            );
+          }
+        } finally {
+          if (calls.length > 0) {
+            await toolbox?.audit(context, calls);
+          }
+        }
       });
   }
   return (context) =>

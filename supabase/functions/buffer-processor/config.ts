@@ -37,6 +37,8 @@ export const processorEnv = z.object({
   // Sent once per batch when the agent times out or its breaker is open; "off" fails the batch instead.
   AGENT_FALLBACK_REPLY: z.string().default("Gracias por tu mensaje. En un momento te atendemos."),
   AGENT_HISTORY_MESSAGES: z.coerce.number().int().min(0).max(200).default(20),
+  // Rounds of tool calls (wa.agent_tools) the openai agent may make before it must answer.
+  AGENT_TOOL_ROUNDS: z.coerce.number().int().min(0).max(10).default(3),
   GRAPH_TIMEOUT_MS: milliseconds(10_000),
   // Consecutive failures that open the agent's or the Graph API's circuit breaker, and how long it stays open.
   BREAKER_THRESHOLD: z.coerce.number().int().min(1).max(100).default(5),

@@ -16,6 +16,7 @@ import {
 import { attachMedia, createTranscriber, type MediaOptions } from "./media.ts";
 import { createStorageClient } from "../_shared/storage.ts";
 import { interactiveObject, type InteractiveReply } from "./interactive.ts";
+import { createToolbox } from "./tools.ts";
 import {
   createGraphClient,
   graphBreaks,
@@ -442,7 +443,15 @@ export async function createProcessor(
     env,
     store,
     media,
-    agent: createAgent(env, agentPolicy),
+    agent: createAgent(
+      env,
+      agentPolicy,
+      createToolbox(sql, {
+        breakerThreshold: env.BREAKER_THRESHOLD,
+        halfOpenAfterMs: env.BREAKER_HALF_OPEN_MS,
+        clock,
+      }),
+    ),
     graph: governed(
       createGraphClient(env.WHATSAPP_API_BASE, env.WHATSAPP_ACCESS_TOKEN, graphPolicy),
       sql,

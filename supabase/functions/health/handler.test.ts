@@ -71,6 +71,7 @@ Deno.test("liveness, readiness and the figures as JSON and as parseable Promethe
     assert.equal(sample("wabase_check_ok", { check: "buffers" }), "1");
     assert.equal(sample("wabase_buffers", { state: "due_now" }), "0");
     assert.equal(sample("wabase_dead_letters"), String(body.metrics.dead_letters));
+    assert.equal(sample("wabase_calls", { figure: "in_progress" }), String(body.metrics.calls.in_progress));
     assert.ok(families.length >= 10, `${families.length} metric families`);
     for (const family of families) {
       assert.equal(family.type, "GAUGE", family.name);

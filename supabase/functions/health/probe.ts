@@ -43,7 +43,7 @@ export async function probeMetrics(
 ): Promise<{ readiness: Readiness; metrics: OpsMetrics | null }> {
   try {
     const metrics = await read(() =>
-      db(dbUrl)<{ figures: OpsMetrics }[]>`select public.ops_metrics() as figures`
+      db(dbUrl)<{ figures: OpsMetrics }[]>`select public.ops_metrics() || public.call_metrics() as figures`
     );
     return { readiness: readinessFrom(metrics, maxOverdueSeconds), metrics };
   } catch (error) {

@@ -62,6 +62,11 @@ export function prometheus(readiness: Readiness, metrics: OpsMetrics | null): st
       ...family("wabase_outbound_unknown", "outbound messages whose send outcome is unknown", [
         [{}, metrics.outbound_unknown],
       ]),
+      ...family(
+        "wabase_calls",
+        "WhatsApp calls: in progress, ringing past their alert, answered and missed today",
+        Object.entries(metrics.calls).map(([figure, n]) => [{ figure }, n]),
+      ),
       ...family("wabase_sessions_expired", "chat sessions in the expired state", [[
         {},
         metrics.sessions_expired,

@@ -41,6 +41,7 @@ const healthy: OpsMetrics = {
   },
   missing_cron_jobs: [],
   job_results: {},
+  calls: { in_progress: 0, unanswered_too_long: 0, answered_today: 0, missed_today: 0 },
   circuit_breakers: { agent: { state: "half_open", since: "2026-11-25T11:58:00Z" } },
 };
 

@@ -18,7 +18,7 @@ export interface ReadinessFigures {
   circuit_breakers: Record<string, { state: string; since: string }>;
 }
 
-/** What public.ops_metrics() returns: the readiness figures and everything a team watches. */
+/** What public.ops_metrics() (with public.call_metrics()) returns: the readiness figures and everything a team watches. */
 export interface OpsMetrics extends ReadinessFigures {
   generated_at: string;
   buffers: {
@@ -45,6 +45,8 @@ export interface OpsMetrics extends ReadinessFigures {
   outbound_unknown: number;
   sessions_expired: number;
   job_results: Record<string, { ran_at: string; result: unknown }>;
+  /** public.call_metrics(): calls in progress, ringing past their alert, answered and missed today. */
+  calls: { in_progress: number; unanswered_too_long: number; answered_today: number; missed_today: number };
 }
 
 export interface Check {

@@ -60,6 +60,9 @@ Deno.test("the status page shows the figures and the last hour's chart, refreshe
     assert.equal(await text("dead_letters_hour"), shown.last_hour.dead_letters.toLocaleString("en-US"));
     assert.ok(shown.last_hour.dead_letters >= 1);
     assert.equal(await text("dead_letters"), shown.dead_letters.toLocaleString("en-US"));
+    assert.equal(await text("calls_in_progress"), shown.calls.in_progress.toLocaleString("en-US"));
+    assert.equal(await text("calls_answered_today"), shown.calls.answered_today.toLocaleString("en-US"));
+    assert.equal(await text("calls_missed_today"), shown.calls.missed_today.toLocaleString("en-US"));
     const jobs = await page.locator("#jobs tr").count();
     assert.equal(jobs, Object.keys(shown.cron_jobs).length);
 

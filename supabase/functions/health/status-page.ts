@@ -26,6 +26,8 @@ function figures(m) {
     claims: h.claims, completions: h.completions, dead_letters_hour: h.dead_letters,
     duplicates_suppressed: h.duplicates_suppressed, rate_limit_rejections: h.rate_limit_rejections,
     sessions_expired_hour: h.sessions_expired, dead_letters: m.dead_letters, outbound_unknown: m.outbound_unknown,
+    calls_in_progress: m.calls.in_progress, calls_unanswered: m.calls.unanswered_too_long,
+    calls_answered_today: m.calls.answered_today, calls_missed_today: m.calls.missed_today,
   };
   for (const [id, value] of Object.entries(values)) $(id).textContent = fmt(value);
 }
@@ -135,6 +137,15 @@ table{border-collapse:collapse;width:100%;font-size:.9rem}td{padding:.25rem .5re
   }</dl>
 <div id="chart"></div>
 <p class="legend"><span><b style="background:#2563eb"></b>claims</span><span><b style="background:#16a34a"></b>completions</span><span><b style="background:#dc2626"></b>dead letters</span></p>
+<h2>Calls</h2>
+<dl>${
+    [
+      figure("calls_in_progress", "in progress"),
+      figure("calls_unanswered", "ringing too long"),
+      figure("calls_answered_today", "answered today"),
+      figure("calls_missed_today", "missed today"),
+    ].join("")
+  }</dl>
 <h2>In all</h2>
 <dl>${
     [figure("dead_letters", "dead letters"), figure("outbound_unknown", "sends of unknown outcome")].join("")

@@ -3,6 +3,7 @@
 // throughout is "reject what we cannot route or store, accept what Meta may add later": a rejected POST is
 // retried for 7 days, so a new message type, status or field must never invalidate a whole batch.
 import { z } from "zod";
+import { callsValue } from "./calls.ts";
 
 /** Unix seconds as Meta sends them: a string of digits. */
 const unixSeconds = z.string().regex(/^\d{1,12}$/, "must be Unix seconds as a digit string");
@@ -263,10 +264,14 @@ const coexistenceValues: Record<string, z.ZodType> = {
   }),
 };
 
-// `messages` changes and the coexistence fields the ingest reads are validated; other fields (template updates,
-// account_update...) are stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
+// `messages` and `calls` changes and the coexistence fields the ingest reads are validated; other fields
+// (template updates, account_update...) are stored raw. A refinement keeps issue paths at `value.<field>`, which a union would bury.
 const change = z.looseObject({ field: z.string(), value: z.unknown() }).superRefine((entry, ctx) => {
-  const schema = entry.field === "messages" ? messagesValue : coexistenceValues[entry.field];
+  const schema = entry.field === "messages"
+    ? messagesValue
+    : entry.field === "calls"
+    ? callsValue
+    : coexistenceValues[entry.field];
   if (schema === undefined) return;
   const result = schema.safeParse(entry.value);
   if (result.success) return;

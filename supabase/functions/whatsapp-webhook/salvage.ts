@@ -19,7 +19,7 @@ export function replaceUnstorableEscapes(json: string): { text: string; replaced
   return { text, replaced };
 }
 
-/** The arrays of a `messages` change's value whose elements are left out one by one. */
+/** The arrays of a `messages` or `calls` change's value whose elements are left out one by one. */
 const ITEM_ARRAYS: ReadonlySet<PropertyKey> = new Set([
   "contacts",
   "messages",
@@ -27,6 +27,7 @@ const ITEM_ARRAYS: ReadonlySet<PropertyKey> = new Set([
   "errors",
   "message_echoes",
   "state_sync",
+  "calls",
 ]);
 
 /**

@@ -18,6 +18,14 @@ export interface IngestCounts {
   statuses_applied: number;
   ignored: number;
   errors: number;
+  /** Calls (wa.ingest_calls), when the POST has calls changes: changes, new events, redeliveries, unknown
+   * events, events without a customer, calls changed. */
+  call_changes?: number;
+  calls_recorded?: number;
+  calls_duplicate?: number;
+  calls_unknown?: number;
+  calls_unattributed?: number;
+  calls_applied?: number;
 }
 
 export type StoreOutcome =
