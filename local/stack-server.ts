@@ -2,7 +2,6 @@
 // PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent
 // and the buffer worker, so the whole backend runs end to end with no external account. Ports default to the
 // stack's (API 54321 like `supabase start`, fake Graph API 54331, demo agent 54332).
-import { runWorker } from "./buffer-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
 import { startFakeGraph } from "./fake-graph.ts";
@@ -11,6 +10,7 @@ import { type Api, apiKeys, startApi } from "./gateway-server.ts";
 import { authEnv, createVerifier } from "../supabase/functions/_shared/auth.ts";
 import { loadEnv } from "../supabase/functions/_shared/env.ts";
 import { log } from "../supabase/functions/_shared/log.ts";
+import { startTrigger, triggerMode } from "./trigger.ts";
 
 const port = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
 
@@ -48,10 +48,14 @@ try {
   Deno.exit(1);
 }
 const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
-const controller = new AbortController();
-const worker = runWorker({ signal: controller.signal });
-
 const base = `http://${server.addr.hostname}:${server.addr.port}`;
+// WABASE_TRIGGER: the LISTEN worker, or the hosted path (pg_cron, pg_net, the function with Vault's key).
+const trigger = await startTrigger(triggerMode(), {
+  dbUrl: Deno.env.get("SUPABASE_DB_URL") ?? "",
+  projectUrl: base,
+  serviceRoleKey: Deno.env.get("SUPABASE_SERVICE_ROLE_KEY") ?? "",
+});
+
 log("info", {
   msg: "Supabase API listening",
   url: `${base}/`,
@@ -59,12 +63,13 @@ log("info", {
   functions: `${base}/functions/v1/`,
   fake_graph_api: graph.url,
   demo_agent: agent.url,
-  worker: "buffer worker running (LISTEN wa_buffer_due)",
+  trigger: trigger.mode === "cron"
+    ? "WABASE_TRIGGER=cron: pg_cron keeps a buffer-processor invocation running through pg_net"
+    : "buffer worker running (LISTEN wa_buffer_due)",
 });
 
 async function stop() {
-  controller.abort();
-  await worker.catch(() => {});
+  await trigger.stop();
   await server.shutdown();
   await api.close();
   await graph.close();

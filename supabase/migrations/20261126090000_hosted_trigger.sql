@@ -219,3 +219,6 @@ revoke all on function wa.keepalive_handoff(), wa.keepalive_request_grace(),
   wa.keepalive_beat(text, text, interval, integer, timestamptz),
   wa.release_keepalive(text, text, timestamptz)
   from public, anon, authenticated, service_role;
+
+-- A cluster that gained pg_net after the buffer_processor migration ran gets the keepalive tick now.
+select wa.schedule_jobs();
