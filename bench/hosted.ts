@@ -95,3 +95,19 @@ export async function startHosted(dbUrl: string, env: Record<string, string>): P
     },
   };
 }
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (Linux). */
+export async function cpuMs(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100;
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+}
+
+/** The keepalive slot's counters: invocations requested through pg_net and invocations that held it. */
+export async function keepaliveCounts(sql: postgres.Sql): Promise<{ requests: number; holders: number }> {
+  const [row] = await sql<{ requests: number; holders: number }[]>`
+    select requests::int, holders::int from wa.keepalive where function_name = 'buffer-processor'`;
+  return row ?? { requests: 0, holders: 0 };
+}

@@ -16,6 +16,7 @@ import { contention } from "./contention.ts";
 import { deadlocks } from "./deadlocks.ts";
 import { realtime } from "./realtime.ts";
 import { routing } from "./routing.ts";
+import { burst } from "./burst.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -27,6 +28,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   deadlocks,
   realtime,
   routing,
+  burst,
 };
 
 async function runOne(
