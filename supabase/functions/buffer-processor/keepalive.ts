@@ -61,14 +61,25 @@ export async function keepAlive(
   let sessionRetries = 0;
   let bookkeepingFailures = 0;
   let polls = 0;
-  const drain = async (backlog: number, budgetMs: number) => {
+  const beat = async (): Promise<Beat | undefined> => {
+    polls++;
+    const [row] = await sql<Beat[]>`
+      select holder, extract(epoch from db_now) * 1000 as db_now_ms,
+             extract(epoch from next_at) * 1000 as next_at_ms, backlog
+      from wa.keepalive_beat(${KEEPALIVE_FUNCTION}, ${holder}, ${`${LEASE_MS} milliseconds`}::interval,
+                             ${env.PROCESSOR_MAX_CONCURRENCY})`;
+    return row;
+  };
+  /** A drain; a holder keeps beating through it, so a long one (a burst) is not taken for a dead holder. */
+  const drain = async (backlog: number, budgetMs: number, holding: boolean) => {
+    const renewing = holding ? setInterval(() => void beat().catch(() => {}), LEASE_MS / 5) : undefined;
     const summary = await processor.drain({
       budgetMs,
       signal,
       lanes: Math.min(Math.max(backlog, 1), env.PROCESSOR_MAX_CONCURRENCY),
       maxLanes: env.PROCESSOR_MAX_CONCURRENCY,
       maxBatches: env.PROCESSOR_INVOCATION_BATCHES - batches,
-    });
+    }).finally(() => clearInterval(renewing));
     batches += summary.batches;
     sessionRetries += summary.session_retries;
     bookkeepingFailures += summary.bookkeeping_failures;
@@ -93,25 +104,20 @@ export async function keepAlive(
     select wa.acquire_keepalive(${KEEPALIVE_FUNCTION}, ${holder}, ${`${claimForMs} milliseconds`}::interval,
                                 ${`${LEASE_MS} milliseconds`}::interval) as ok`;
   if (!acquired?.ok) {
-    await drain(env.PROCESSOR_CONCURRENCY, env.PROCESSOR_TIME_BUDGET_MS);
+    await drain(env.PROCESSOR_CONCURRENCY, env.PROCESSOR_TIME_BUDGET_MS, false);
     return summary("helper", false);
   }
   const deadline = started + claimForMs;
   let handedOver = false;
   try {
     while (performance.now() < deadline && !signal?.aborted) {
-      const [beat] = await sql<Beat[]>`
-        select holder, extract(epoch from db_now) * 1000 as db_now_ms,
-               extract(epoch from next_at) * 1000 as next_at_ms, backlog
-        from wa.keepalive_beat(${KEEPALIVE_FUNCTION}, ${holder}, ${`${LEASE_MS} milliseconds`}::interval,
-                               ${env.PROCESSOR_MAX_CONCURRENCY})`;
-      polls++;
+      const now = await beat();
       // A successor took the slot (this one is ending) or the end passed.
-      if (!beat?.holder) break;
-      const dbNow = Number(beat.db_now_ms);
-      const nextAt = beat.next_at_ms === null ? null : Number(beat.next_at_ms);
-      if (beat.backlog > 0 || (nextAt !== null && nextAt <= dbNow)) {
-        const found = await drain(beat.backlog, deadline - performance.now() + reserveMs);
+      if (!now?.holder) break;
+      const dbNow = Number(now.db_now_ms);
+      const nextAt = now.next_at_ms === null ? null : Number(now.next_at_ms);
+      if (now.backlog > 0 || (nextAt !== null && nextAt <= dbNow)) {
+        const found = await drain(now.backlog, deadline - performance.now() + reserveMs, true);
         if (batches >= env.PROCESSOR_INVOCATION_BATCHES) {
           handedOver = true;
           break;
