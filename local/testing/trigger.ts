@@ -13,11 +13,13 @@ export interface TestTrigger {
   stop(): Promise<void>;
 }
 
-/** Frees the keepalive slot (a holder of an earlier test, its server stopped, may still hold it). */
+/** Frees the keepalive slot (an earlier test's holder may still hold it) and zeroes its counters. */
 export async function resetKeepalive(): Promise<void> {
   const sql = testSql(1);
   try {
-    await sql`update wa.keepalive set holder = null, lease_until = null, ends_at = null, requested_at = null`;
+    await sql`
+      update wa.keepalive
+      set holder = null, lease_until = null, ends_at = null, requested_at = null, requests = 0, holders = 0`;
     await sql`delete from net.http_request_queue`;
   } finally {
     await sql.end();

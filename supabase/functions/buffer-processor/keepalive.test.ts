@@ -69,6 +69,28 @@ processorTest(
 );
 
 processorTest(
+  "a holder busy longer than its heartbeat lease keeps beating: the tick starts no second holder",
+  async (fakes, sql) => {
+    await seedDueBuffers(sql, 1);
+    // Longer than the 5 s lease, shorter than the agent timeout set below.
+    fakes.agent.enqueue({ kind: "delay", ms: 7_000 });
+    const trigger = await startTestTrigger(fakes, {
+      AGENT_TIMEOUT_MS: "10000",
+      // Claims for 28 s: no hand-over while the agent answers.
+      PROCESSOR_TIME_BUDGET_MS: "40000",
+    }, "cron");
+    try {
+      await fakes.graph.waitFor(() => fakes.graph.sent.length === 1, 20_000);
+      const [slot] = await sql<{ holders: number; requests: number }[]>`
+        select holders::int, requests::int from wa.keepalive where function_name = 'buffer-processor'`;
+      assert.deepEqual(slot, { holders: 1, requests: 1 });
+    } finally {
+      await trigger.stop();
+    }
+  },
+);
+
+processorTest(
   "an invocation that finds the slot held by a live invocation drains once and returns",
   async (fakes, sql) => {
     await resetKeepalive();
@@ -95,6 +117,42 @@ processorTest(
       assert.deepEqual({ role: summary.role, batches: summary.batches }, { role: "helper", batches: 2 });
       const [slot] = await sql`select holder from wa.keepalive where function_name = 'buffer-processor'`;
       assert.equal(slot?.holder, "another");
+    } finally {
+      await server.stop();
+      await resetKeepalive();
+    }
+  },
+);
+
+processorTest(
+  "a budget that leaves under 10 s of claiming never holds the slot (each arrival would request the next)",
+  async (fakes, sql) => {
+    await resetKeepalive();
+    const server = await spawnServer({
+      SUPABASE_DB_URL: testDbUrl(),
+      WHATSAPP_API_BASE: `${fakes.graph.url}/v25.0`,
+      WHATSAPP_ACCESS_TOKEN: TEST_ACCESS_TOKEN,
+      AGENT_URL: fakes.agent.url,
+      AGENT_TIMEOUT_MS: "2000",
+      GRAPH_TIMEOUT_MS: "1000",
+      // 12 s less the 4 s in-flight reserve: 8 s of claiming.
+      PROCESSOR_TIME_BUDGET_MS: "12000",
+    });
+    try {
+      await seedDueBuffers(sql, 1);
+      const res = await fetch(`${server.url}buffer-processor`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${(await localEnvDefaults()).SUPABASE_SERVICE_ROLE_KEY}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify({ keepalive: true }),
+      });
+      const summary = await res.json();
+      assert.deepEqual({ role: summary.role, batches: summary.batches }, { role: "helper", batches: 1 });
+      const [slot] =
+        await sql`select holder, holders::int from wa.keepalive where function_name = 'buffer-processor'`;
+      assert.deepEqual({ ...slot }, { holder: null, holders: 0 });
     } finally {
       await server.stop();
       await resetKeepalive();

@@ -14,6 +14,11 @@ import type { BatchOutcome, DrainSummary, Processor } from "./processor.ts";
 export const KEEPALIVE_FUNCTION = "buffer-processor";
 /** A holder whose heartbeat stops this long is presumed dead, and the next pg_cron tick replaces it. */
 const LEASE_MS = 5_000;
+/**
+ * The shortest claim window worth holding the slot for: twice wa.keepalive_handoff(). A shorter one would
+ * request its successor on arrival, and each successor the next (a budget too small for the timeouts).
+ */
+const MIN_CLAIM_MS = 10_000;
 
 export interface KeepaliveSummary extends DrainSummary {
   /** holder: kept the slot until its end or hand-over; helper: found it held, drained once. */
@@ -100,7 +105,7 @@ export async function keepAlive(
     handed_over: handedOver,
   });
 
-  const [acquired] = await sql<{ ok: boolean }[]>`
+  const [acquired] = claimForMs < MIN_CLAIM_MS ? [{ ok: false }] : await sql<{ ok: boolean }[]>`
     select wa.acquire_keepalive(${KEEPALIVE_FUNCTION}, ${holder}, ${`${claimForMs} milliseconds`}::interval,
                                 ${`${LEASE_MS} milliseconds`}::interval) as ok`;
   if (!acquired?.ok) {
