@@ -50,7 +50,7 @@ export const processorEnv = z.object({
   // Keepalive invocations (hosted, keepalive.ts): lanes grow to this under a backlog; the invocation hands over
   // to a successor after this many batches (its share of the 2 s CPU limit, docs/processor.md); between
   // drains it polls the next due time this often (keep it below the shortest buffer_quiet_period).
-  PROCESSOR_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(64),
+  PROCESSOR_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(128),
   PROCESSOR_INVOCATION_BATCHES: z.coerce.number().int().min(1).max(100_000).default(250),
   KEEPALIVE_POLL_MS: z.coerce.number().int().min(50).max(10_000).default(500),
 }).superRefine((env, ctx) => {

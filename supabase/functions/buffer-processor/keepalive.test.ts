@@ -69,6 +69,31 @@ processorTest(
 );
 
 processorTest(
+  "an invocation hands over once its share is claimed, while its batches are still in flight",
+  async (fakes, sql) => {
+    await seedDueBuffers(sql, 4);
+    // The first invocation's two batches wait on the agent until the other two have been answered.
+    const gate = Promise.withResolvers<void>();
+    fakes.agent.enqueue({ kind: "wait", until: gate.promise }, { kind: "wait", until: gate.promise });
+    const trigger = await startTestTrigger(fakes, {
+      PROCESSOR_INVOCATION_BATCHES: "2",
+      // The agent may take 10 s (no fallback meanwhile); claims for 28 s.
+      AGENT_TIMEOUT_MS: "10000",
+      PROCESSOR_TIME_BUDGET_MS: "40000",
+    }, "cron");
+    try {
+      await fakes.graph.waitFor(() => fakes.graph.sent.length === 2, 8_000);
+      gate.resolve();
+      await fakes.graph.waitFor(() => fakes.graph.sent.length === 4, 15_000);
+      assert.equal(fakes.agent.requests.length, 4);
+    } finally {
+      gate.resolve();
+      await trigger.stop();
+    }
+  },
+);
+
+processorTest(
   "a holder busy longer than its heartbeat lease keeps beating: the tick starts no second holder",
   async (fakes, sql) => {
     await seedDueBuffers(sql, 1);

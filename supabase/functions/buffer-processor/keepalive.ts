@@ -75,6 +75,7 @@ export async function keepAlive(
                              ${env.PROCESSOR_MAX_CONCURRENCY})`;
     return row;
   };
+  const release = () => sql`select wa.release_keepalive(${KEEPALIVE_FUNCTION}, ${holder})`;
   /** A drain; a holder keeps beating through it, so a long one (a burst) is not taken for a dead holder. */
   const drain = async (backlog: number, budgetMs: number, holding: boolean) => {
     const renewing = holding ? setInterval(() => void beat().catch(() => {}), LEASE_MS / 5) : undefined;
@@ -84,6 +85,8 @@ export async function keepAlive(
       lanes: Math.min(Math.max(backlog, 1), env.PROCESSOR_MAX_CONCURRENCY),
       maxLanes: env.PROCESSOR_MAX_CONCURRENCY,
       maxBatches: env.PROCESSOR_INVOCATION_BATCHES - batches,
+      // Its share claimed: hand the slot over now, not once the slowest batch in flight has finished.
+      onLastClaim: holding ? () => void release().catch(() => {}) : undefined,
     }).finally(() => clearInterval(renewing));
     batches += summary.batches;
     sessionRetries += summary.session_retries;
@@ -135,7 +138,7 @@ export async function keepAlive(
     }
   } finally {
     // Requests the successor at once if none took over yet (pg_net sends it after this commits).
-    await sql`select wa.release_keepalive(${KEEPALIVE_FUNCTION}, ${holder})`;
+    await release();
   }
   return summary("holder", handedOver);
 }

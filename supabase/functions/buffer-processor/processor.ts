@@ -58,6 +58,8 @@ export interface DrainOptions {
   maxLanes?: number;
   /** Stop claiming after this many batches (a keepalive invocation's CPU share). */
   maxBatches?: number;
+  /** Called once the last of maxBatches claims is made, while batches may still be in flight. */
+  onLastClaim?: () => void;
 }
 
 export interface Processor {
@@ -285,7 +287,7 @@ function processorFrom(deps: Dependencies): Processor {
       while (
         !options.signal?.aborted && performance.now() - started + reserve < budget && claims < maxBatches
       ) {
-        claims++;
+        if (++claims === maxBatches) options.onLastClaim?.();
         const [claim] = await store.claim(workerId, 1);
         if (claim === undefined) {
           claims--;
