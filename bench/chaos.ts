@@ -12,6 +12,8 @@ import { clearBuffers } from "../local/testing/processor.ts";
 import { installAudit, removeAudit } from "./audit.ts";
 import { processorEnvVars, startBenchFakes } from "./fakes.ts";
 import { startWorkers } from "./workers.ts";
+import { startHosted } from "./hosted.ts";
+import { triggerMode } from "../local/trigger.ts";
 import { sendLoad } from "./chaos/load.ts";
 import { restartPostgres } from "./chaos/postgres.ts";
 import { invariantCounts, violations } from "./chaos/invariant.ts";
@@ -56,8 +58,10 @@ function graphFault(): Fault | undefined {
 
 export async function chaos(ctx: BenchContext): Promise<BenchResult> {
   const plan = ctx.quick ? QUICK : FULL;
-  const res = result("chaos", {
+  const mode = triggerMode();
+  const res = result(mode === "cron" ? "chaos-cron" : "chaos", {
     ...plan,
+    trigger: mode,
     kill_every_ms: KILL_EVERY_MS,
     worker_env: WORKER_ENV,
     agent_faults: "10% HTTP 500, 2% hang",
@@ -81,7 +85,10 @@ export async function chaos(ctx: BenchContext): Promise<BenchResult> {
       insert into wa.phone_numbers (phone_number_id, display_phone_number, buffer_quiet_period, buffer_max_wait)
       values (${phoneNumberId}, '15550002222', '500 milliseconds', '2 seconds')`;
     const server = await spawnServer({ SUPABASE_DB_URL: ctx.dbUrl });
-    const workers = startWorkers(plan.workers, processorEnvVars(ctx.dbUrl, fakes, WORKER_ENV));
+    // WABASE_TRIGGER=cron: the hosted path instead, its edge runtime the victim (bench/hosted.ts).
+    const workers = mode === "cron"
+      ? await startHosted(ctx.dbUrl, processorEnvVars(ctx.dbUrl, fakes, WORKER_ENV))
+      : startWorkers(plan.workers, processorEnvVars(ctx.dbUrl, fakes, WORKER_ENV));
     let restarted = 0;
     try {
       const loading = sendLoad({

@@ -20,6 +20,7 @@ import { media } from "./media.ts";
 import { campaigns } from "./campaigns.ts";
 import { conversation } from "./conversation.ts";
 import { calls } from "./calls.ts";
+import { burst } from "./burst.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -35,6 +36,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   campaigns,
   conversation,
   calls,
+  burst,
 };
 
 async function runOne(

@@ -23,7 +23,10 @@ export interface WorkerPool {
   stop(): Promise<void>;
 }
 
-async function readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+export async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
   let buffered = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     buffered += chunk;

@@ -31,6 +31,101 @@ export type Database = {
   }
   public: {
     Tables: {
+      calls: {
+        Row: {
+          alert_at: string
+          answered_at: string | null
+          assigned_executive_id: string | null
+          biz_opaque_callback_data: string | null
+          call_id: string
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          direction: string
+          duration_seconds: number | null
+          end_status: string | null
+          ended_at: string | null
+          id: string
+          outcome: string | null
+          phone_number_id: string
+          rejected: boolean
+          started_at: string
+          state: string
+          updated_at: string
+        }
+        Insert: {
+          alert_at: string
+          answered_at?: string | null
+          assigned_executive_id?: string | null
+          biz_opaque_callback_data?: string | null
+          call_id: string
+          contact_id: string
+          conversation_id: string
+          created_at?: string
+          direction: string
+          duration_seconds?: number | null
+          end_status?: string | null
+          ended_at?: string | null
+          id?: string
+          outcome?: never
+          phone_number_id: string
+          rejected?: boolean
+          started_at: string
+          state: string
+          updated_at?: string
+        }
+        Update: {
+          alert_at?: string
+          answered_at?: string | null
+          assigned_executive_id?: string | null
+          biz_opaque_callback_data?: string | null
+          call_id?: string
+          contact_id?: string
+          conversation_id?: string
+          created_at?: string
+          direction?: string
+          duration_seconds?: number | null
+          end_status?: string | null
+          ended_at?: string | null
+          id?: string
+          outcome?: never
+          phone_number_id?: string
+          rejected?: boolean
+          started_at?: string
+          state?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "calls_assigned_executive_id_fkey"
+            columns: ["assigned_executive_id"]
+            isOneToOne: false
+            referencedRelation: "profiles"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "calls_assigned_executive_id_fkey"
+            columns: ["assigned_executive_id"]
+            isOneToOne: false
+            referencedRelation: "team_members"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "calls_contact_id_fkey"
+            columns: ["contact_id"]
+            isOneToOne: false
+            referencedRelation: "contacts"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "calls_conversation_id_fkey"
+            columns: ["conversation_id"]
+            isOneToOne: false
+            referencedRelation: "conversations"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       campaigns: {
         Row: {
           created_at: string
@@ -640,6 +735,7 @@ export type Database = {
         Args: { conversation_id: string; executive_id: string }
         Returns: Json
       }
+      call_metrics: { Args: { p_now?: string }; Returns: Json }
       campaign_progress: { Args: { campaign_id: string }; Returns: Json }
       claim_conversation: { Args: { conversation_id: string }; Returns: Json }
       close_conversation: { Args: { conversation_id: string }; Returns: Json }

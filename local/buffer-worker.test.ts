@@ -1,8 +1,8 @@
-// The local worker: woken by LISTEN/NOTIFY and its timer, and killed mid-batch as a real process.
+// The local worker: woken by LISTEN/NOTIFY and its timer, and killed mid-batch as a real process. The tests
+// that only need "the processor running" run it the way WABASE_TRIGGER says (local/test.sh runs both).
 import assert from "node:assert/strict";
 import { createProcessor } from "../supabase/functions/buffer-processor/processor.ts";
 import { createStore } from "../supabase/functions/buffer-processor/store.ts";
-import { runWorker } from "./buffer-worker.ts";
 import { testDbUrl, testSql } from "./testing/db.ts";
 import {
   type Fakes,
@@ -11,6 +11,7 @@ import {
   seedDueBuffers,
   TEST_ACCESS_TOKEN,
 } from "./testing/processor.ts";
+import { startTestTrigger } from "./testing/trigger.ts";
 import { contact, inboundMessage, messagesChange, webhook } from "./testing/whatsapp-fixtures.ts";
 
 type Sql = ReturnType<typeof testSql>;
@@ -47,12 +48,7 @@ processorTest(
     const phoneNumberId = `77${Date.now()}`;
     await sql`insert into wa.phone_numbers (phone_number_id, buffer_quiet_period, buffer_max_wait)
             values (${phoneNumberId}, interval '1 second', interval '10 seconds')`;
-    const controller = new AbortController();
-    const worker = runWorker({
-      env: processorTestEnv(fakes),
-      signal: controller.signal,
-      workerId: "debounce",
-    });
+    const trigger = await startTestTrigger(fakes);
     try {
       // A customer typing three messages 300 ms apart, the times written into the data (p_now) and committed
       // together: the worker sees the burst whole however slowly the test runs, and learns its due time from
@@ -87,8 +83,7 @@ processorTest(
       const batch = (fakes.agent.requests[0]!.body as { batch: { messages: { text: string }[] } }).batch;
       assert.deepEqual(batch.messages.map((m) => m.text), ["hola", "quiero una cotización", "para mañana"]);
     } finally {
-      controller.abort();
-      await worker;
+      await trigger.stop();
     }
   },
 );
@@ -147,17 +142,11 @@ processorTest(
     );
     await sql`select wa.ingest_webhook(${JSON.stringify(payload)}::text::jsonb, now() - interval '1 minute')`;
     await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
-    const controller = new AbortController();
-    const worker = runWorker({
-      env: processorTestEnv(fakes),
-      signal: controller.signal,
-      workerId: "survivor",
-    });
+    const trigger = await startTestTrigger(fakes);
     try {
       await fakes.graph.waitFor(() => fakes.graph.sent.length === 1);
     } finally {
-      controller.abort();
-      await worker;
+      await trigger.stop();
     }
     const batches = fakes.agent.requests.map((request) =>
       (request.body as { batch: { messages: { text: string }[] } }).batch.messages.map((m) => m.text)

@@ -86,7 +86,10 @@ export function createRouter(functions: LocalFunction[], verify: Verifier): Hand
       }
     }
     url.pathname = `/${fn.name}${match?.[2] ?? ""}`;
-    return await fn.handler(new Request(url, { method: req.method, headers: req.headers, body: req.body }));
+    // The signal too: a handler sees its caller disconnect, as on the edge runtime.
+    return await fn.handler(
+      new Request(url, { method: req.method, headers: req.headers, body: req.body, signal: req.signal }),
+    );
   };
 }
 

@@ -144,11 +144,12 @@ cluster_stop() {
   as_db_owner "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
 }
 
-# Applies the platform shim as the bootstrap superuser (postgres is not one, as on hosted).
+# Applies the platform shim, then the pg_net and Vault stand-ins, as the bootstrap superuser (postgres is not
+# one, as on hosted).
 apply_platform() {
   local port=$1
   psql -X -q "postgresql://supabase_admin@127.0.0.1:$port/postgres" -v ON_ERROR_STOP=1 \
-    -f "$ROOT/local/platform.sql" >/dev/null
+    -f "$ROOT/local/platform.sql" -f "$ROOT/local/pg-net/net.sql" -f "$ROOT/local/vault.sql" >/dev/null
 }
 
 # Applies migrations with the real Supabase CLI, so the history table is the one Supabase uses.

@@ -1,9 +1,8 @@
 // `npm start` / `npm run up`: one process serving the Supabase API on :54321 (the gateway in front of the real
 // PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent,
-// the fake transcription endpoint, the buffer worker and the media worker, so the whole backend runs end to end
-// with no external account. Ports default to the stack's (API 54321 like `supabase start`, fake Graph API 54331,
-// demo agent 54332, fake transcription 54333).
-import { runWorker } from "./buffer-worker.ts";
+// the fake transcription endpoint, the buffer processor's trigger (WABASE_TRIGGER) and the media worker, so the
+// whole backend runs end to end with no external account. Ports default to the stack's (API 54321 like
+// `supabase start`, fake Graph API 54331, demo agent 54332, fake transcription 54333).
 import { runMediaWorker } from "./media-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
@@ -14,6 +13,7 @@ import { type Api, apiKeys, startApi } from "./gateway-server.ts";
 import { authEnv, createVerifier } from "../supabase/functions/_shared/auth.ts";
 import { loadEnv } from "../supabase/functions/_shared/env.ts";
 import { log } from "../supabase/functions/_shared/log.ts";
+import { startTrigger, triggerMode } from "./trigger.ts";
 
 const port = (name: string, fallback: number) => Number(Deno.env.get(name) ?? fallback);
 
@@ -53,10 +53,15 @@ try {
 }
 const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
 const controller = new AbortController();
-const worker = runWorker({ signal: controller.signal });
 const mediaWorker = runMediaWorker({ signal: controller.signal });
-
 const base = `http://${server.addr.hostname}:${server.addr.port}`;
+// WABASE_TRIGGER: the LISTEN worker, or the hosted path (pg_cron, pg_net, the function with Vault's key).
+const trigger = await startTrigger(triggerMode(), {
+  dbUrl: Deno.env.get("SUPABASE_DB_URL") ?? "",
+  projectUrl: base,
+  serviceRoleKey: Deno.env.get("SUPABASE_SERVICE_ROLE_KEY") ?? "",
+});
+
 log("info", {
   msg: "Supabase API listening",
   url: `${base}/`,
@@ -65,13 +70,15 @@ log("info", {
   fake_graph_api: graph.url,
   demo_agent: agent.url,
   fake_transcribe: transcribe.url,
-  worker: "buffer worker running (LISTEN wa_buffer_due)",
+  trigger: trigger.mode === "cron"
+    ? "WABASE_TRIGGER=cron: pg_cron keeps a buffer-processor invocation running through pg_net"
+    : "buffer worker running (LISTEN wa_buffer_due)",
   media_worker: "media worker running (LISTEN wa_media_due)",
 });
 
 async function stop() {
   controller.abort();
-  await worker.catch(() => {});
+  await trigger.stop();
   await mediaWorker.catch(() => {});
   await server.shutdown();
   await api.close();

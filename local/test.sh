@@ -2,8 +2,10 @@
 # `npm test`: format, lint and type checks, one definition per database object, the docs' shape, then a
 # throwaway cluster (never the data of a running `npm start`) migrated with the Supabase CLI, plpgsql_check
 # through `supabase db lint`, the generated client types against its schema, pgTAP through pg_prove, deno test
-# (which starts the real PostgREST and the stand-ins behind the gateway on free ports), and the benchmarks'
-# quick mode against that cluster. Exits non-zero on the first failure; leaves nothing running.
+# (which starts the real PostgREST and the stand-ins behind the gateway on free ports), the benchmarks'
+# quick mode against that cluster, then the processor and chaos tests again on the hosted path
+# (WABASE_TRIGGER=cron: pg_cron, pg_net and Vault stand-ins, the function over HTTP). Exits non-zero on the
+# first failure; leaves nothing running.
 set -euo pipefail
 # shellcheck source=local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -47,3 +49,9 @@ SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A --permit-no-files
 
 step "benchmarks, quick mode (npm run bench -- --quick)"
 SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$THROWAWAY_DIR/db" "$DENO" run -A bench/main.ts --quick
+
+step "hosted path (WABASE_TRIGGER=cron): processor tests and quick chaos through pg_cron, pg_net and Vault"
+WABASE_TRIGGER=cron SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A supabase/functions/buffer-processor/ \
+  local/buffer-worker.test.ts local/pg-net/
+WABASE_TRIGGER=cron SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$THROWAWAY_DIR/db" \
+  "$DENO" run -A bench/main.ts --quick chaos

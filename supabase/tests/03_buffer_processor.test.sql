@@ -85,7 +85,8 @@ create function pg_temp.outbound(p_name text) returns uuid language sql as $$
   returning id
 $$;
 
-select is(wa.invoke_buffer_processor(), null::bigint, 'invoke_buffer_processor does nothing when no buffer is due');
+select is(wa.invoke_buffer_processor(), 0::bigint,
+  'invoke_buffer_processor requests no invocation without the Vault secrets (17_hosted_trigger covers them)');
 
 -- ---------------------------------------------------------------------------------------------
 -- Claim: only due buffers, by due time, leased under a new fence
@@ -476,14 +477,17 @@ select results_eq(
   $$select result -> 'pg_cron', result -> 'pg_net', result -> 'scheduled' ? 'wabase-buffer-processor',
            result ->> 'pg_cron_version'
     from scheduled$$,
-  $$values ('true'::jsonb, 'false'::jsonb, false, array_to_string(wa.pg_cron_version(), '.'))$$,
-  'schedule_jobs finds pg_cron but no pg_net, so schedules no processor');
+  $$values ('true'::jsonb, 'true'::jsonb, true, array_to_string(wa.pg_cron_version(), '.'))$$,
+  'schedule_jobs finds pg_cron and pg_net (the local stand-in), so schedules the processor''s keepalive tick');
 select results_eq(
   $$select jobname::text collate "default", schedule collate "default", command collate "default" from cron.job
     where jobname in ('wabase-orphan-sweep', 'wabase-retention', 'wabase-buffer-processor') order by jobname$$,
-  $$values ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()'),
+  $$values ('wabase-buffer-processor',
+            case when wa.pg_cron_version() >= array[1, 5] then '1 seconds' else '* * * * *' end,
+            'select wa.invoke_buffer_processor()'),
+           ('wabase-orphan-sweep', '* * * * *', 'select wa.sweep_orphaned_buffers()'),
            ('wabase-retention', '17 3 * * *', 'select wa.purge_history()')$$,
-  'the orphan sweep and retention jobs exist, and no wabase-buffer-processor job');
+  'the orphan sweep, keepalive tick (every second where pg_cron has seconds) and retention jobs exist');
 
 select wa.save_circuit_breaker('agent', 'open', '{"state": "open"}');
 select wa.save_circuit_breaker('agent', 'half_open', null);

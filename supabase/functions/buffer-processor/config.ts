@@ -57,6 +57,12 @@ export const processorEnv = z.object({
   TRANSCRIBE_URL: httpUrl.optional(),
   TRANSCRIBE_API_KEY: z.string().optional(),
   TRANSCRIBE_MODEL: z.string().default("whisper-1"),
+  // Keepalive invocations (hosted, keepalive.ts): lanes grow to this under a backlog; the invocation hands over
+  // to a successor after this many batches (its share of the 2 s CPU limit, docs/processor.md); between
+  // drains it polls the next due time this often (keep it below the shortest buffer_quiet_period).
+  PROCESSOR_MAX_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(128),
+  PROCESSOR_INVOCATION_BATCHES: z.coerce.number().int().min(1).max(100_000).default(250),
+  KEEPALIVE_POLL_MS: z.coerce.number().int().min(50).max(10_000).default(500),
 }).superRefine((env, ctx) => {
   // A lease that runs out while the agent is still answering lets a second worker claim the batch and ask the
   // agent again: refuse to start rather than let every slow answer do that. (The send is covered: the lease is

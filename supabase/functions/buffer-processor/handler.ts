@@ -1,11 +1,13 @@
-// HTTP entry of the processor: pg_cron (through pg_net) POSTs here every few seconds on Supabase, with the
-// service role key. Each call drains due buffers within a time budget well inside the Edge Functions
-// wall-clock limit; locally the same processor runs as a long-running worker (local/buffer-worker.ts).
+// HTTP entry of the processor: on Supabase pg_cron, through pg_net, keeps one keepalive invocation running
+// (keepalive.ts), with the service role key; any other POST drains due buffers once. Both stay within a time
+// budget well inside the Edge Functions limits; locally the same processor can also run as a long-running
+// worker (local/buffer-worker.ts).
 import { authEnv, createVerifier, requireServiceRole, type Verifier } from "../_shared/auth.ts";
 import { db } from "../_shared/db.ts";
 import { createHandler, HttpError, json } from "../_shared/http.ts";
 import { processorEnv } from "./config.ts";
 import { createProcessor, type Processor } from "./processor.ts";
+import { keepAlive } from "./keepalive.ts";
 
 export const env = processorEnv.safeExtend(authEnv.shape);
 
@@ -28,7 +30,12 @@ export const handler = createHandler({
         processor = undefined;
         throw error;
       });
-    const summary = await (await processor).drain();
+    // {"keepalive": true}: the hosted trigger's invocation (keepalive.ts); anything else drains once.
+    const body = await req.json().catch(() => ({}));
+    const sql = db(env.SUPABASE_DB_URL);
+    const summary = body?.keepalive === true
+      ? await keepAlive(await processor, sql, env, `edge-${crypto.randomUUID().slice(0, 13)}`, req.signal)
+      : await (await processor).drain();
     logFields.counts = {
       batches: summary.batches,
       ...summary.outcomes,

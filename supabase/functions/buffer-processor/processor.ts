@@ -63,6 +63,14 @@ export interface DrainSummary {
 export interface DrainOptions {
   budgetMs?: number;
   signal?: AbortSignal;
+  /** Lanes to start with (default PROCESSOR_CONCURRENCY). */
+  lanes?: number;
+  /** Each claim that finds a batch starts another lane, up to this many (default: `lanes`, no growth). */
+  maxLanes?: number;
+  /** Stop claiming after this many batches (a keepalive invocation's CPU share). */
+  maxBatches?: number;
+  /** Called once the last of maxBatches claims is made, while batches may still be in flight. */
+  onLastClaim?: () => void;
 }
 
 export interface Processor {
@@ -346,17 +354,38 @@ function processorFrom(deps: Dependencies): Processor {
     const retriesBefore = sessionRetries;
     const failuresBefore = bookkeepingFailures;
     let batches = 0;
+    let claims = 0;
+    const startLanes = options.lanes ?? env.PROCESSOR_CONCURRENCY;
+    const maxLanes = Math.max(startLanes, options.maxLanes ?? startLanes);
+    const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
+    const running = new Set<Promise<void>>();
+    let failure: { error: unknown } | undefined;
     const lane = async () => {
-      while (!options.signal?.aborted && performance.now() - started + reserve < budget) {
+      while (
+        !options.signal?.aborted && performance.now() - started + reserve < budget && claims < maxBatches
+      ) {
+        if (++claims === maxBatches) options.onLastClaim?.();
         const [claim] = await store.claim(workerId, 1);
-        if (claim === undefined) return;
+        if (claim === undefined) {
+          claims--;
+          return;
+        }
+        // A backlog: one more lane per batch found, up to maxLanes.
+        if (maxLanes > startLanes && running.size < maxLanes) start();
         const outcome = await processBatch(claim);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
         batches++;
       }
     };
-    await Promise.all(Array.from({ length: env.PROCESSOR_CONCURRENCY }, lane));
+    const start = () => {
+      const current: Promise<void> = lane().catch((error) => void (failure ??= { error }))
+        .finally(() => running.delete(current));
+      running.add(current);
+    };
+    for (let i = 0; i < startLanes; i++) start();
+    while (running.size > 0) await Promise.all(running);
     await Promise.allSettled([...typing]);
+    if (failure !== undefined) throw failure.error;
     return {
       worker: workerId,
       batches,
