@@ -1,9 +1,10 @@
 // `npm start` / `npm run up`: one process serving the Supabase API on :54321 (the gateway in front of the real
 // PostgREST, the Auth, Storage and Realtime stand-ins and the Edge Functions), the fake Graph API, the demo agent,
-// the fake transcription endpoint, the buffer processor's trigger (WABASE_TRIGGER) and the media worker, so the
-// whole backend runs end to end with no external account. Ports default to the stack's (API 54321 like
+// the fake transcription endpoint, the buffer processor's trigger (WABASE_TRIGGER), the media worker and the
+// campaign sender, so the whole backend runs end to end with no external account. Ports default to the stack's (API 54321 like
 // `supabase start`, fake Graph API 54331, demo agent 54332, fake transcription 54333).
 import { runMediaWorker } from "./media-worker.ts";
+import { runCampaignWorker } from "./campaign-worker.ts";
 import { startDemoAgent } from "./demo-agent.ts";
 import { loadLocalEnv } from "./env.ts";
 import { startFakeGraph } from "./fake-graph.ts";
@@ -54,6 +55,7 @@ try {
 const server = Deno.serve({ hostname: "127.0.0.1", port: apiPort, onListen() {} }, api.handler);
 const controller = new AbortController();
 const mediaWorker = runMediaWorker({ signal: controller.signal });
+const campaignWorker = runCampaignWorker({ signal: controller.signal });
 const base = `http://${server.addr.hostname}:${server.addr.port}`;
 // WABASE_TRIGGER: the LISTEN worker, or the hosted path (pg_cron, pg_net, the function with Vault's key).
 const trigger = await startTrigger(triggerMode(), {
@@ -74,12 +76,14 @@ log("info", {
     ? "WABASE_TRIGGER=cron: pg_cron keeps a buffer-processor invocation running through pg_net"
     : "buffer worker running (LISTEN wa_buffer_due)",
   media_worker: "media worker running (LISTEN wa_media_due)",
+  campaign_worker: "campaign sender running (wa.next_campaign_send_at)",
 });
 
 async function stop() {
   controller.abort();
   await trigger.stop();
   await mediaWorker.catch(() => {});
+  await campaignWorker.catch(() => {});
   await server.shutdown();
   await api.close();
   await graph.close();
