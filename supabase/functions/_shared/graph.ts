@@ -20,11 +20,23 @@ export interface GraphErrorBody {
 }
 
 // Codes Meta documents as transient (WHATSAPP.md §3.2): overload, rate limits, maintenance.
-const RETRYABLE_CODES = new Set([1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004]);
+export const RETRYABLE_CODES: ReadonlySet<number> = new Set([
+  1,
+  2,
+  4,
+  80007,
+  130429,
+  131000,
+  131016,
+  131056,
+  131057,
+  133004,
+]);
 /** Meta's "too fast" codes (number throughput, pair rate): paced by the send governor (governor.ts), not here. */
 export const THROTTLE_CODES: ReadonlySet<number> = new Set([130429, 131056]);
 
-const graphError = z.object({
+/** The body of a Graph API error answer. */
+export const graphError = z.object({
   error: z.object({
     code: z.number().optional(),
     message: z.string().optional(),
@@ -61,7 +73,8 @@ class AmbiguousSendError extends Error {
   }
 }
 
-function retryAfterMs(res: Response): number | undefined {
+/** A Retry-After header (seconds or an HTTP date) as milliseconds from now. */
+export function retryAfterMs(res: Response): number | undefined {
   const value = res.headers.get("retry-after");
   if (value === null) return undefined;
   const seconds = Number(value);
@@ -76,14 +89,18 @@ function neverConnected(error: unknown): boolean {
   return /connection refused|os error 111|dns error|failed to lookup|name or service not known/.test(text);
 }
 
-async function classify(res: Response): Promise<{ wamid: string }> {
+/** A Graph API answer's body as text, and as JSON when it parses. */
+export async function readGraphBody(res: Response): Promise<{ text: string; json: unknown }> {
   const text = await res.text();
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return { text, json: JSON.parse(text) };
   } catch {
-    json = undefined;
+    return { text, json: undefined };
   }
+}
+
+async function classify(res: Response): Promise<{ wamid: string }> {
+  const { json } = await readGraphBody(res);
   if (res.ok) {
     const parsed = sendResponse.safeParse(json);
     if (parsed.success) return { wamid: parsed.data.messages[0]!.id };

@@ -3,6 +3,7 @@
 // and sha256. Every failure says whether trying again can help (WHATSAPP.md §1.6, §4.5).
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { graphError, readGraphBody, RETRYABLE_CODES, retryAfterMs } from "../_shared/graph.ts";
 
 /** Why a fetch failed, and whether a later attempt can succeed. */
 export class MediaFetchError extends Error {
@@ -26,18 +27,6 @@ const mediaUrl = z.object({
   file_size: z.coerce.number().int().nonnegative().optional(),
 }).loose();
 
-const graphError = z.object({
-  error: z.object({ code: z.number().optional(), message: z.string().optional() }).loose(),
-}).loose();
-
-// Meta's transient codes (WHATSAPP.md §3.2), as graph.ts retries them.
-const TRANSIENT_CODES = new Set([1, 2, 4, 80007, 130429, 131000, 131016]);
-
-function retryAfterMs(res: Response): number | undefined {
-  const seconds = Number(res.headers.get("retry-after") ?? NaN);
-  return Number.isFinite(seconds) ? seconds * 1000 : undefined;
-}
-
 /** GET /{media-id}: a 4xx naming the object (code 100) means the id expired (7 days) or was deleted. */
 export async function resolveMedia(
   apiBase: string,
@@ -55,13 +44,7 @@ export async function resolveMedia(
   } catch (error) {
     throw new MediaFetchError(`resolving the media id failed: ${error}`, false);
   }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
+  const { text, json } = await readGraphBody(res);
   if (res.ok) {
     const parsed = mediaUrl.safeParse(json);
     if (!parsed.success) throw new MediaFetchError(`GET /{media-id} answered without a url`, false);
@@ -75,7 +58,7 @@ export async function resolveMedia(
   }`;
   // A bad token (190, 401) is ours to fix: retry with backoff rather than lose the file.
   const transient = res.status >= 500 || res.status === 429 || res.status === 401 ||
-    (code !== undefined && (TRANSIENT_CODES.has(code) || code === 190));
+    (code !== undefined && (RETRYABLE_CODES.has(code) || code === 190));
   if (transient) throw new MediaFetchError(message, false, retryAfterMs(res));
   throw new MediaFetchError(`media id expired or deleted (${message})`, true);
 }
