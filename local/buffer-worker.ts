@@ -7,6 +7,7 @@ import { createProcessor, type DrainSummary } from "../supabase/functions/buffer
 import { type ProcessorEnv, processorEnv } from "../supabase/functions/buffer-processor/config.ts";
 import { parseEnv } from "../supabase/functions/_shared/env.ts";
 import { errorMessage, log } from "../supabase/functions/_shared/log.ts";
+import { runAsProcess } from "./worker-process.ts";
 
 export interface WorkerOptions {
   /** The processor's settings; read from the environment by default. */
@@ -85,12 +86,5 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
 }
 
 if (import.meta.main) {
-  const controller = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => controller.abort());
-  }
-  const { loadLocalEnv } = await import("./env.ts");
-  await loadLocalEnv();
-  log("info", { function: "buffer-worker", msg: "buffer worker started", pid: Deno.pid });
-  await runWorker({ signal: controller.signal });
+  await runAsProcess("buffer-worker", (signal) => runWorker({ signal }));
 }

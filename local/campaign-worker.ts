@@ -4,6 +4,7 @@
 import postgres from "postgres";
 import { parseEnv } from "../supabase/functions/_shared/env.ts";
 import { errorMessage, log } from "../supabase/functions/_shared/log.ts";
+import { runAsProcess } from "./worker-process.ts";
 import { campaignSenderFrom } from "../supabase/functions/outbound/campaigns.ts";
 import { type OutboundEnv, outboundEnv } from "../supabase/functions/outbound/config.ts";
 
@@ -39,12 +40,5 @@ export async function runCampaignWorker(
 }
 
 if (import.meta.main) {
-  const controller = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => controller.abort());
-  }
-  const { loadLocalEnv } = await import("./env.ts");
-  await loadLocalEnv();
-  log("info", { function: "campaign-worker", msg: "campaign worker started", pid: Deno.pid });
-  await runCampaignWorker({ signal: controller.signal });
+  await runAsProcess("campaign-worker", (signal) => runCampaignWorker({ signal }));
 }

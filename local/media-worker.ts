@@ -7,6 +7,7 @@ import { createFetcher, type MediaDrainSummary } from "../supabase/functions/med
 import { type FetcherEnv, fetcherEnv } from "../supabase/functions/media-fetcher/config.ts";
 import { parseEnv } from "../supabase/functions/_shared/env.ts";
 import { errorMessage, log } from "../supabase/functions/_shared/log.ts";
+import { runAsProcess } from "./worker-process.ts";
 
 export interface MediaWorkerOptions {
   env?: FetcherEnv;
@@ -65,12 +66,5 @@ export async function runMediaWorker(options: MediaWorkerOptions): Promise<void>
 }
 
 if (import.meta.main) {
-  const controller = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => controller.abort());
-  }
-  const { loadLocalEnv } = await import("./env.ts");
-  await loadLocalEnv();
-  log("info", { function: "media-worker", msg: "media worker started", pid: Deno.pid });
-  await runMediaWorker({ signal: controller.signal });
+  await runAsProcess("media-worker", (signal) => runMediaWorker({ signal }));
 }
