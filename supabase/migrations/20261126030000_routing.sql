@@ -66,6 +66,17 @@ create policy "executives read their team's queue" on public.conversations
 -- ============================================================================================
 -- Prospect matching
 -- ============================================================================================
+create function wa.digits(p_phone text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select nullif(regexp_replace(p_phone, '\D', '', 'g'), '')
+$$;
+comment on function wa.digits(text) is 'A phone number as WhatsApp ids write it: digits only; null when none.';
+
 create function wa.e164(p_phone text)
 returns text
 language sql
@@ -73,7 +84,7 @@ immutable
 parallel safe
 set search_path = ''
 as $$
-  select '+' || nullif(regexp_replace(p_phone, '[^0-9]', '', 'g'), '')
+  select '+' || wa.digits(p_phone)
 $$;
 comment on function wa.e164(text) is
   'A phone number as E.164 (+ and digits; separators dropped), null without digits. WhatsApp wa_ids are the '
@@ -141,6 +152,8 @@ begin
   end if;
   if p_strategy = 'round_robin' then
     v_turn := nextval(wa.turn_sequence(p_team_id)::regclass);
+  else
+    perform wa.ensure_routing_rows(p_team_id);
   end if;
   -- Each retry follows another transaction's choice or a full executive: many mean a stampede, not a bug.
   for v_attempt in 1 .. 1000 loop
@@ -167,7 +180,6 @@ begin
       else
         -- Balanced: the least loaded candidate nobody else is routing to right now (SKIP LOCKED; rows this
         -- transaction holds count as free); when everyone is, wait for the least loaded, then choose again.
-        perform wa.ensure_routing_rows(p_team_id);
         select a.executive_id into v_pick
         from wa.executive_availability a
         join public.profiles p on p.id = a.executive_id
@@ -346,7 +358,8 @@ comment on function wa.release_on_deactivation() is
 create trigger profiles_release_on_deactivation after update of active on public.profiles
   for each row when (old.active and not new.active) execute function wa.release_on_deactivation();
 
-revoke all on function wa.e164(text), wa.open_count(uuid), wa.pick_executive(uuid, text, integer),
+revoke all on function wa.digits(text), wa.e164(text), wa.open_count(uuid),
+  wa.pick_executive(uuid, text, integer),
   wa.turn_sequence(uuid), wa.create_turn_sequence(), wa.ensure_routing_rows(uuid),
   wa.route_decision(text, uuid), wa.route_arrival(), wa.reopen_on_customer_message(), wa.release_on_deactivation()
   from public, anon, authenticated, service_role;

@@ -98,17 +98,6 @@ create trigger message_reactions_broadcast after insert or update or delete on p
 -- ============================================================================================
 -- The ingest's view of a POST: `messages` changes, with echoes and chat history as messages too
 -- ============================================================================================
-create function wa.digits(p_phone text)
-returns text
-language sql
-immutable
-parallel safe
-set search_path = ''
-as $$
-  select nullif(regexp_replace(p_phone, '\D', '', 'g'), '')
-$$;
-comment on function wa.digits(text) is 'A phone number as WhatsApp ids write it: digits only; null when none.';
-
 create function wa.conversation_changes(p_payload jsonb)
 returns table (waba_id text, value jsonb)
 language sql
@@ -480,7 +469,7 @@ comment on function wa.request_handoff(uuid, text, timestamptz) is
   'handoff_reason) and broadcasts a `handoff` event to its owners'' topics. Resume (resume_bot) clears the flag '
   'and keeps the history. Caller: buffer-processor.';
 
-revoke all on function wa.digits(text), wa.conversation_changes(jsonb), wa.stored_status(jsonb),
+revoke all on function wa.conversation_changes(jsonb), wa.stored_status(jsonb),
   wa.wakes_agent(text, text, text, boolean), wa.edit_targets(jsonb, text[], text),
   wa.apply_edits(jsonb, text[], text), wa.after_conversation_phase(jsonb, text[], timestamptz),
   wa.apply_message_events(jsonb, jsonb, text[], timestamptz), wa.record_operator_reaction(),
