@@ -32,7 +32,7 @@ const CONTACTS = 200;
 const FULL = { sizes: { 1: 1_000, 10: 200, 100: 30 } as Record<number, number>, concurrency: [1, 16] };
 const QUICK = { sizes: { 1: 200, 100: 6 } as Record<number, number>, concurrency: [16] };
 
-interface Delivery {
+export interface Delivery {
   body: string;
   signature: string;
 }
@@ -49,7 +49,7 @@ interface Workload {
  * `total` deliveries of `size` text messages each (from `CONTACTS` customers of a fresh business number), of
  * which `duplicateShare` are re-sends of a random earlier body placed shortly after it (often still in flight).
  */
-async function workload(
+export async function workload(
   size: number,
   total: number,
   duplicateShare: number,

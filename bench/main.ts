@@ -21,6 +21,7 @@ import { campaigns } from "./campaigns.ts";
 import { conversation } from "./conversation.ts";
 import { calls } from "./calls.ts";
 import { burst } from "./burst.ts";
+import { profile } from "./profile.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -37,6 +38,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   conversation,
   calls,
   burst,
+  profile,
 };
 
 async function runOne(

@@ -111,7 +111,8 @@ cluster_init() {
     echo "listen_addresses = '127.0.0.1'"
     echo "unix_socket_directories = ''"
     echo "timezone = 'UTC'"
-    echo "shared_preload_libraries = 'pg_cron'"
+    # pg_stat_statements is preloaded on every Supabase project too (the dashboard's query performance page).
+    echo "shared_preload_libraries = 'pg_cron,pg_stat_statements'"
     echo "cron.database_name = 'postgres'"
     echo "cron.use_background_workers = on"
     echo "max_worker_processes = 24"

@@ -71,6 +71,9 @@ create schema if not exists extensions authorization postgres;
 grant usage on schema extensions to anon, authenticated, service_role;
 create extension if not exists pgcrypto with schema extensions;
 create extension if not exists "uuid-ossp" with schema extensions;
+-- Enabled on every hosted project; postgres may read and reset it (the dashboard's query performance page).
+create extension if not exists pg_stat_statements with schema extensions;
+grant pg_read_all_stats to postgres;
 -- Test tooling only: on hosted they are enabled from the dashboard, never by a migration.
 create extension if not exists pgtap with schema extensions;
 create extension if not exists plpgsql_check with schema extensions;

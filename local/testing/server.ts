@@ -8,10 +8,14 @@ export interface RunningServer {
   stop: () => Promise<void>;
 }
 
-/** Starts the server on a free port with `env` on top of the real environment; resolves once it listens. */
-export async function spawnServer(env: Record<string, string>): Promise<RunningServer> {
+/**
+ * Starts the server on a free port with `env` on top of the real environment; resolves once it listens. With
+ * `inspectPort`, its V8 inspector listens there (for a CPU profile).
+ */
+export async function spawnServer(env: Record<string, string>, inspectPort?: number): Promise<RunningServer> {
+  const inspect = inspectPort === undefined ? [] : [`--inspect=127.0.0.1:${inspectPort}`];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", serverPath],
+    args: ["run", "-A", ...inspect, serverPath],
     env: { ...env, FUNCTIONS_PORT: "0" },
     stdout: "piped",
     stderr: "null",
