@@ -161,12 +161,15 @@ comment on table wa.buffer_messages is 'Message references per buffer, in arriva
 -- ============================================================================================
 -- Pure helpers
 -- ============================================================================================
+-- Pure SQL helpers (no table, only built-in operators and functions, which pg_catalog resolves before any
+-- search path) carry no `set search_path`: a SET clause stops the planner from inlining a SQL function, so each
+-- call would pay a function call with a GUC save and restore (15-20 µs), and a predicate calling one could not
+-- use an index (wa.is_bot_readable was evaluated 1,600 times a delivery on a scan of public.messages).
 create function wa.status_rank(p_status text)
 returns numeric
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select case p_status
     when 'pending' then 0 when 'unknown' then 0
@@ -186,7 +189,6 @@ returns boolean
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select p_type in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
                     'interactive', 'button', 'order', 'request_welcome')
@@ -200,7 +202,6 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select case p_message ->> 'type'
     when 'text' then p_message -> 'text' ->> 'body'
@@ -233,7 +234,6 @@ returns timestamptz
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select to_timestamp(p_seconds::bigint)
 $$;
@@ -247,7 +247,6 @@ returns timestamptz
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select case
     when p_message_count >= p_max_messages then p_last_message_at
@@ -263,7 +262,6 @@ returns table (waba_id text, value jsonb)
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select e.value ->> 'id', c.value -> 'value'
   from jsonb_array_elements(p_payload -> 'entry') e
@@ -508,7 +506,7 @@ declare
   v_first_seen text[];
   v_seen_before text[];
   v_replacements text[];
-  v_edited text[];
+  v_edited text[] := '{}'::text[];
   v_new integer := 0;
   v_replaced integer := 0;
   v_duplicate integer := 0;
@@ -523,15 +521,27 @@ declare
   v_contacts jsonb := '{}'::jsonb;
   v_calls jsonb;
   v_result jsonb;
+  -- What the POST carries beyond plain messages: most carry none of it, and skip its steps.
+  v_statuses integer;
+  v_state_syncs integer;
+  v_has_edits boolean;
+  v_has_events boolean;
 begin
   insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error)
   values (p_now, p_payload, p_raw_body, true, p_error)
   returning id into v_event_id;
 
-  select count(*) - (select count(*) from wa.conversation_changes(p_payload)),
-         (select count(*) from wa.conversation_changes(p_payload) v
-          where v.value -> 'messages' is null and v.value -> 'statuses' is null)
-  into v_ignored_changes, v_error_changes
+  -- One pass over the changes: those the ingest does not read (wa.conversation_changes' fields are the ones it
+  -- does), `messages` changes with neither messages nor statuses (Meta's error notifications), the statuses,
+  -- and the business app's address book syncs.
+  select count(*) filter (where coalesce(c.value ->> 'field', '') not in ('messages', 'smb_message_echoes', 'history')),
+         count(*) filter (where c.value ->> 'field' = 'messages' and c.value -> 'value' -> 'messages' is null
+                            and c.value -> 'value' -> 'statuses' is null),
+         coalesce(sum(jsonb_array_length(c.value -> 'value' -> 'statuses'))
+                    filter (where c.value ->> 'field' = 'messages'
+                              and jsonb_typeof(c.value -> 'value' -> 'statuses') = 'array'), 0),
+         count(*) filter (where c.value ->> 'field' = 'smb_app_state_sync')
+  into v_ignored_changes, v_error_changes, v_statuses, v_state_syncs
   from jsonb_array_elements(p_payload -> 'entry') e
   cross join lateral jsonb_array_elements(e.value -> 'changes') c;
 
@@ -591,8 +601,10 @@ begin
     group by a.msg ->> 'id'
   )
   select coalesce(jsonb_agg(to_jsonb(p) order by p.wamid), '[]'),
-         (select count(*) from attributed a where a.wa_id is null and a.user_id is null)
-  into v_messages, v_unattributed
+         (select count(*) from attributed a where a.wa_id is null and a.user_id is null),
+         coalesce(bool_or(p.msg ->> 'type' in ('edit', 'revoke')), false),
+         coalesce(bool_or(p.msg ->> 'type' = 'reaction' or p.msg -> 'wabase' ->> 'origin' = 'business_app'), false)
+  into v_messages, v_unattributed, v_has_edits, v_has_events
   from per_wamid p;
 
   -- Phase 1: receipts. Insert, or bump the delivery count: one atomic statement, so concurrent deliveries of a
@@ -621,7 +633,9 @@ begin
   -- read locks them, since an UPDATE locks in plan order. Arrays are joined as sets: `= any` would scan one
   -- per row of a 1,000-message POST.
   -- The messages the customer's edits and revokes change are locked in the same pass (docs/conversation.md).
-  v_edited := array(select wa.edit_targets(v_messages, v_first_seen, 'inbound'));
+  if v_has_edits then
+    v_edited := array(select wa.edit_targets(v_messages, v_first_seen, 'inbound'));
+  end if;
   if cardinality(v_seen_before) > 0 or cardinality(v_edited) > 0 then
     perform
     from public.messages pm
@@ -656,6 +670,11 @@ begin
   -- Duplicates of the same message inside this POST are duplicates too.
   v_duplicate := v_duplicate + (select coalesce(sum((m ->> 'deliveries')::integer - 1), 0)
                                 from jsonb_array_elements(v_messages) m);
+  -- Counted for ops_metrics here, where the figure is known (statement triggers on the receipts cost every
+  -- POST two trigger calls and their transition tables).
+  if v_duplicate > 0 then
+    insert into wa.ops_events (kind, n) values ('duplicate', v_duplicate);
+  end if;
 
   if jsonb_array_length(v_fresh) > 0 then
     -- Phase 2: business numbers in key order, then contacts (created in key order, locked in id order, with
@@ -767,54 +786,60 @@ begin
                                           b.message_count + excluded.message_count,
                                           n.buffer_quiet_period, n.buffer_max_wait, n.buffer_max_messages)
                   from wa.phone_numbers n where n.phone_number_id = b.phone_number_id);
-  perform wa.after_conversation_phase(v_messages, v_first_seen, p_now);
+  if v_has_edits or v_has_events then
+    perform wa.after_conversation_phase(v_messages, v_first_seen, p_now);
+  end if;
 
   -- Calls (the calls migration): their own events, then numbers, contacts, conversations and calls.
   v_calls := wa.ingest_calls(p_payload, p_now);
 
-  -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
-  -- messages' statuses are derived from all their recorded events. A wamid that no outbound message holds yet
-  -- may be getting it from wa.record_send_result right now: its lock, shared, comes first (wa.lock_wamids).
-  perform wa.lock_wamids(array(
-    select s.value ->> 'id'
-    from wa.messages_changes(p_payload) v
-    cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
-    where not exists (select from public.messages m where m.wamid = s.value ->> 'id' and m.direction = 'outbound')
-  ), false);
-  with events as (
-    select s.value as st
-    from wa.messages_changes(p_payload) v
-    cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
-  ),
-  distinct_events as (
-    select st ->> 'id' as wamid, st ->> 'status' as status, count(*)::integer as deliveries,
-           (array_agg(st))[1] as payload
-    from events
-    group by st ->> 'id', st ->> 'status'
-  ),
-  recorded as (
-    insert into wa.message_statuses as s (wamid, status, status_at, payload, first_seen_at, last_seen_at,
-                                          delivery_count)
-    select d.wamid, d.status, wa.unix_time(d.payload ->> 'timestamp'), d.payload, p_now, p_now, d.deliveries
-    from distinct_events d
-    order by d.wamid, d.status
-    on conflict (wamid, status) do update
-      set last_seen_at = excluded.last_seen_at,
-          delivery_count = s.delivery_count + excluded.delivery_count
-    returning s.wamid, (s.xmax = 0) as inserted
-  )
-  select coalesce(array_agg(distinct r.wamid), '{}'),
-         count(*) filter (where r.inserted),
-         count(*) filter (where not r.inserted)
-           + coalesce((select sum(d.deliveries - 1) from distinct_events d), 0),
-         count(*) filter (where not exists (select from public.messages pm where pm.wamid = r.wamid))
-  into v_status_wamids, v_statuses_recorded, v_statuses_duplicate, v_statuses_unmatched
-  from recorded r;
+  if v_statuses > 0 then
+    -- Phase 6: statuses. Every (wamid, status) event is recorded once (redeliveries counted), then the
+    -- messages' statuses are derived from all their recorded events. A wamid that no outbound message holds yet
+    -- may be getting it from wa.record_send_result right now: its lock, shared, comes first (wa.lock_wamids).
+    perform wa.lock_wamids(array(
+      select s.value ->> 'id'
+      from wa.messages_changes(p_payload) v
+      cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
+      where not exists (select from public.messages m where m.wamid = s.value ->> 'id' and m.direction = 'outbound')
+    ), false);
+    with events as (
+      select s.value as st
+      from wa.messages_changes(p_payload) v
+      cross join lateral jsonb_array_elements(coalesce(v.value -> 'statuses', '[]')) s
+    ),
+    distinct_events as (
+      select st ->> 'id' as wamid, st ->> 'status' as status, count(*)::integer as deliveries,
+             (array_agg(st))[1] as payload
+      from events
+      group by st ->> 'id', st ->> 'status'
+    ),
+    recorded as (
+      insert into wa.message_statuses as s (wamid, status, status_at, payload, first_seen_at, last_seen_at,
+                                            delivery_count)
+      select d.wamid, d.status, wa.unix_time(d.payload ->> 'timestamp'), d.payload, p_now, p_now, d.deliveries
+      from distinct_events d
+      order by d.wamid, d.status
+      on conflict (wamid, status) do update
+        set last_seen_at = excluded.last_seen_at,
+            delivery_count = s.delivery_count + excluded.delivery_count
+      returning s.wamid, (s.xmax = 0) as inserted
+    )
+    select coalesce(array_agg(distinct r.wamid), '{}'),
+           count(*) filter (where r.inserted),
+           count(*) filter (where not r.inserted)
+             + coalesce((select sum(d.deliveries - 1) from distinct_events d), 0),
+           count(*) filter (where not exists (select from public.messages pm where pm.wamid = r.wamid))
+    into v_status_wamids, v_statuses_recorded, v_statuses_duplicate, v_statuses_unmatched
+    from recorded r;
 
-  if cardinality(v_status_wamids) > 0 then
-    v_statuses_applied := wa.apply_message_statuses(v_status_wamids);
+    if cardinality(v_status_wamids) > 0 then
+      v_statuses_applied := wa.apply_message_statuses(v_status_wamids);
+    end if;
   end if;
-  perform wa.apply_message_events(p_payload, v_messages, v_first_seen, p_now);
+  if v_has_edits or v_has_events or v_state_syncs > 0 then
+    perform wa.apply_message_events(p_payload, v_messages, v_first_seen, p_now);
+  end if;
 
   v_result := jsonb_build_object(
     'event_id', v_event_id,

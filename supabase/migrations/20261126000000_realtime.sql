@@ -96,7 +96,6 @@ create function wa.owner_topics(p_team_id uuid, p_executive_id uuid)
 returns text[]
 language sql
 immutable
-set search_path = ''
 as $$
   select case
     when p_team_id is null and p_executive_id is null then array['unassigned']
@@ -119,6 +118,7 @@ declare
   v_old jsonb := case when tg_op = 'INSERT' then null else to_jsonb(old) end;
   v_row jsonb := coalesce(v_record, v_old);
   v_owner jsonb;
+  v_payload jsonb;
 begin
   -- Where the row belongs: its own team/executive columns, or its conversation's for a message.
   if tg_table_name in ('messages', 'message_reactions', 'calls') then
@@ -138,15 +138,19 @@ begin
       (v_old ->> 'team_id')::uuid,
       (v_old ->> case when tg_table_name = 'conversations' then 'assigned_executive_id' else 'executive_id' end)::uuid);
   end if;
+  -- realtime.broadcast_changes' payload, sent with realtime.send directly: the row is already jsonb here, and
+  -- broadcast_changes would convert it again inside one more subtransaction (its exception block) per topic.
+  v_payload := jsonb_build_object('old_record', v_old, 'record', v_record, 'operation', tg_op,
+                                  'table', tg_table_name, 'schema', tg_table_schema);
   for v_topic in select distinct t from unnest(v_topics) t loop
-    perform realtime.broadcast_changes(v_topic, tg_op, tg_op, tg_table_name, tg_table_schema, new, old);
+    perform realtime.send(v_payload, tg_op, v_topic);
   end loop;
   return null;
 end;
 $$;
 comment on function wa.broadcast_row_change() is
-  'AFTER row trigger: broadcasts the change (record, old_record, operation, table) with '
-  'realtime.broadcast_changes to the private topics of the row''s team and executive (a message or a '
+  'AFTER row trigger: broadcasts the change (record, old_record, operation, table, schema: '
+  'realtime.broadcast_changes'' payload) with realtime.send to the private topics of the row''s team and executive (a message or a '
   'call: its conversation''s; a reassignment: the previous owners'' too; nothing owned: unassigned). Security definer so '
   'any writer may emit it; RLS on realtime.messages decides who receives it.';
 revoke all on function wa.broadcast_row_change(), wa.owner_topics(uuid, uuid)

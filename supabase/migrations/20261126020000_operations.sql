@@ -31,54 +31,6 @@ create trigger buffers_count_claims after update on wa.buffers
   referencing old table as claimed_before new table as claimed_after
   for each statement execute function wa.count_claims();
 
-create function wa.count_duplicate_inserts()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_duplicates integer;
-begin
-  -- A wamid delivered several times within one POST is stored once with its count.
-  select coalesce(sum(r.delivery_count - 1), 0) into v_duplicates from inserted_receipts r;
-  if v_duplicates > 0 then
-    insert into wa.ops_events (kind, n) values ('duplicate', v_duplicates);
-  end if;
-  return null;
-end;
-$$;
-comment on function wa.count_duplicate_inserts() is
-  'Statement trigger on wa.inbound_receipts inserts: records the extra deliveries of wamids new to wabase that '
-  'arrived more than once in one POST.';
-revoke all on function wa.count_duplicate_inserts() from public, anon, authenticated, service_role;
-create trigger inbound_receipts_count_duplicate_inserts after insert on wa.inbound_receipts
-  referencing new table as inserted_receipts
-  for each statement execute function wa.count_duplicate_inserts();
-
-create function wa.count_duplicate_redeliveries()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_duplicates integer;
-begin
-  select coalesce(sum(a.delivery_count - b.delivery_count), 0) into v_duplicates
-  from bumped_after a join bumped_before b on b.wamid = a.wamid;
-  if v_duplicates > 0 then
-    insert into wa.ops_events (kind, n) values ('duplicate', v_duplicates);
-  end if;
-  return null;
-end;
-$$;
-comment on function wa.count_duplicate_redeliveries() is
-  'Statement trigger on wa.inbound_receipts updates: records the redeliveries of known wamids (each one a '
-  'duplicate the ingest suppressed).';
-revoke all on function wa.count_duplicate_redeliveries() from public, anon, authenticated, service_role;
-create trigger inbound_receipts_count_redeliveries after update on wa.inbound_receipts
-  referencing old table as bumped_before new table as bumped_after
-  for each statement execute function wa.count_duplicate_redeliveries();
-
 -- Cheap counts for a probe that runs every few seconds on tables that only grow.
 create index messages_unknown_outcome_idx on public.messages (conversation_id)
   where direction = 'outbound' and status = 'unknown';

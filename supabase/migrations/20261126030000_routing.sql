@@ -71,7 +71,6 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select nullif(regexp_replace(p_phone, '\D', '', 'g'), '')
 $$;
@@ -82,7 +81,6 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select '+' || wa.digits(p_phone)
 $$;

@@ -59,7 +59,6 @@ returns boolean
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select p_type in ('image', 'audio', 'video', 'document', 'sticker')
 $$;
@@ -126,8 +125,13 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_pending uuid[] := array(select c.id from changed c where c.media_state = 'pending');
 begin
-  perform wa.enqueue_media_jobs(array(select c.id from changed c where c.media_state = 'pending'));
+  -- Most inserts carry no media: they skip the job insert's planning and execution.
+  if cardinality(v_pending) > 0 then
+    perform wa.enqueue_media_jobs(v_pending);
+  end if;
   return null;
 end;
 $$;
@@ -198,6 +202,11 @@ language plpgsql
 set search_path = ''
 as $$
 begin
+  -- Most appends carry no pending media: one probe of the new rows, and no update.
+  if not exists (select from appended a join public.messages m on m.id = a.message_id
+                 where m.media_state = 'pending') then
+    return null;
+  end if;
   -- Runs after the ingest's statement, which holds these buffers already (locking step 6).
   update wa.buffers b
   set media_hold_until = h.until

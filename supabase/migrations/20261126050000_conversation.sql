@@ -103,7 +103,6 @@ returns table (waba_id text, value jsonb)
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   -- Every message gets, under `wabase`, what the ingest needs beyond Meta's fields: its direction, its origin
   -- and whose conversation it belongs to (an echo's `to`, a history thread's id). The key is stripped before
@@ -154,7 +153,6 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   -- The Business app's own statuses (history_context.status: DELIVERED, ERROR, PENDING, PLAYED, READ, SENT);
   -- an echo was sent by the time Meta tells us about it.
@@ -174,7 +172,6 @@ returns boolean
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   -- Only live customer messages: never an echo or history, and a reaction only where the number asks for it.
   select p_direction = 'inbound' and p_origin is null
@@ -188,7 +185,6 @@ returns setof text
 language sql
 immutable
 parallel safe
-set search_path = ''
 as $$
   select distinct m -> 'msg' -> (m -> 'msg' ->> 'type') ->> 'original_message_id'
   from jsonb_array_elements(p_messages) m

@@ -90,7 +90,6 @@ create function wa.call_state_rank(p_state text)
 returns integer
 language sql
 immutable
-set search_path = ''
 as $$
   select case p_state when 'ringing' then 1 when 'connected' then 2 when 'ended' then 3 end
 $$;
@@ -163,6 +162,14 @@ declare
   v_applied integer := 0;
   v_changes integer;
 begin
+  -- Most POSTs carry no call: they pay this count, not the events' aggregation below.
+  v_changes := (select count(*) from jsonb_array_elements(p_payload -> 'entry') e
+                cross join lateral jsonb_array_elements(e.value -> 'changes') c
+                where c.value ->> 'field' = 'calls');
+  if v_changes = 0 then
+    return '{}'::jsonb;
+  end if;
+
   -- One entry per (call id, event); an event repeated inside the POST is one event delivered n times.
   select coalesce(jsonb_agg(to_jsonb(g) order by g.call_id, g.event), '[]') into v_events
   from (
@@ -176,12 +183,6 @@ begin
     from wa.call_events_of(p_payload) e
     group by e.call_id, e.event
   ) g;
-  v_changes := (select count(*) from jsonb_array_elements(p_payload -> 'entry') e
-                cross join lateral jsonb_array_elements(e.value -> 'changes') c
-                where c.value ->> 'field' = 'calls');
-  if v_changes = 0 then
-    return '{}'::jsonb;
-  end if;
 
   -- Events first, by (call id, event): one atomic insert-or-count, so concurrent deliveries of an event serialise
   -- on its row and exactly one of them applies it. Unknown events and events without a customer are kept only.
