@@ -202,9 +202,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  -- Most appends carry no pending media: one probe of the new rows, and no update.
-  if not exists (select from appended a join public.messages m on m.id = a.message_id
-                 where m.media_state = 'pending') then
+  -- Most appends carry no pending media: one probe of the new rows by primary key (a join with the transition
+  -- table, whose size the planner cannot know, may scan public.messages), and no update.
+  if not exists (select from public.messages m
+                 where m.id = any (array(select a.message_id from appended a)) and m.media_state = 'pending') then
     return null;
   end if;
   -- Runs after the ingest's statement, which holds these buffers already (locking step 6).
