@@ -292,6 +292,37 @@ Deno.test("hub: a change reaches only the listeners whose table, events and filt
   });
 });
 
+Deno.test("hub: a statement's batch reaches the listeners as one change per row, in write order", async () => {
+  await withHub(async (server, _supabase, hub) => {
+    const got: RowChange<ProfileRow>[] = [];
+    const done = new Promise<void>((resolve) => {
+      hub.subscribe({ topic: TEAM, table: "profiles", events: ["UPDATE"] }, (c) => {
+        got.push(c);
+        if (got.length === 3) resolve();
+      });
+    });
+    await nextStatus(hub, TEAM, "SUBSCRIBED");
+    // wa.broadcast_changes: several rows of one statement for a topic travel in `changes`.
+    const rows = ["ana", "beto", "caro"].map((id, i) => ({
+      record: profile(id, { phone: String(i) }),
+      old_record: profile(id),
+    }));
+    server.broadcast(TEAM, "UPDATE", {
+      changes: rows,
+      operation: "UPDATE",
+      table: "profiles",
+      schema: "public",
+    });
+    await done;
+    assert.deepEqual(got.map((c) => [c.record?.id, c.record?.phone, c.old_record?.phone]), [
+      ["ana", "0", "5215500000000"],
+      ["beto", "1", "5215500000000"],
+      ["caro", "2", "5215500000000"],
+    ]);
+    assert.equal(hub.stats().events, 3, "each row counts as one event");
+  });
+});
+
 Deno.test("hub: typed subscriptions narrow by operation", async () => {
   await withHub(async (server, _supabase, hub) => {
     const phones: (string | null)[] = [];

@@ -126,24 +126,31 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null;
 }
 
-/** A broadcast message as a RowChange, or null when it is not one (another broadcast on the topic). */
-function toRowChange(topic: string, message: unknown): RowChange<never> | null {
-  if (!isRecord(message) || !isRecord(message.payload)) return null;
+/**
+ * A broadcast message as its RowChanges, in write order: one for a single row (realtime.broadcast_changes'
+ * payload), one per element of `changes` for a statement's batch; none when it is not a row change (another
+ * broadcast on the topic).
+ */
+function toRowChanges(topic: string, message: unknown): RowChange<never>[] {
+  if (!isRecord(message) || !isRecord(message.payload)) return [];
   const payload = message.payload;
   const operation = typeof payload.operation === "string" ? payload.operation : message.event;
-  if (typeof operation !== "string" || !OPERATIONS.has(operation)) return null;
-  if (typeof payload.table !== "string") return null;
+  if (typeof operation !== "string" || !OPERATIONS.has(operation)) return [];
+  if (typeof payload.table !== "string") return [];
   const meta = isRecord(message.meta) ? message.meta : {};
   const id = typeof payload.id === "string" ? payload.id : typeof meta.id === "string" ? meta.id : undefined;
-  return {
-    topic,
-    table: payload.table,
-    schema: typeof payload.schema === "string" ? payload.schema : "public",
-    operation,
-    record: payload.record ?? null,
-    old_record: payload.old_record ?? null,
-    ...(id === undefined ? {} : { id }),
-  } as RowChange<never>;
+  const rows = Array.isArray(payload.changes) ? payload.changes.filter(isRecord) : [payload];
+  return rows.map((row) =>
+    ({
+      topic,
+      table: payload.table,
+      schema: typeof payload.schema === "string" ? payload.schema : "public",
+      operation,
+      record: row.record ?? null,
+      old_record: row.old_record ?? null,
+      ...(id === undefined ? {} : { id }),
+    }) as RowChange<never>
+  );
 }
 
 /** A hub over `supabase`'s Realtime client. Create one per client (per signed-in session). */
@@ -187,17 +194,17 @@ export function createRealtimeHub(supabase: RealtimeSource, options: RealtimeHub
   }
 
   function dispatch(topic: Topic, message: unknown): void {
-    const change = toRowChange(topic.name, message);
-    if (change === null) return;
-    events++;
-    // A snapshot: listeners may unsubscribe (or subscribe) while being called.
-    for (const registration of [...topic.listeners]) {
-      if (!topic.listeners.has(registration)) continue;
-      if (registration.table !== undefined && registration.table !== change.table) continue;
-      if (registration.events !== null && !registration.events.has(change.operation)) continue;
-      safely(topic.name, () => {
-        if (registration.filter === undefined || registration.filter(change)) registration.listener(change);
-      });
+    for (const change of toRowChanges(topic.name, message)) {
+      events++;
+      // A snapshot: listeners may unsubscribe (or subscribe) while being called.
+      for (const registration of [...topic.listeners]) {
+        if (!topic.listeners.has(registration)) continue;
+        if (registration.table !== undefined && registration.table !== change.table) continue;
+        if (registration.events !== null && !registration.events.has(change.operation)) continue;
+        safely(topic.name, () => {
+          if (registration.filter === undefined || registration.filter(change)) registration.listener(change);
+        });
+      }
     }
   }
 

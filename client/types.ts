@@ -187,13 +187,13 @@ interface RowChangeBase {
   topic: string;
   table: string;
   schema: string;
-  /** The id realtime.send gave the message, when present. */
+  /** The id realtime.send gave the broadcast that carried it (a statement's rows share one), when present. */
   id?: string;
 }
 
 /**
- * One row change as `realtime.broadcast_changes` sends it: the new row (null on DELETE) and the old one (null
- * on INSERT), with the operation to narrow on.
+ * One row change as `realtime.broadcast_changes` sends it (the hub splits a statement's batch into its rows):
+ * the new row (null on DELETE) and the old one (null on INSERT), with the operation to narrow on.
  */
 export type RowChange<T> =
   | (RowChangeBase & { operation: "INSERT"; record: T; old_record: null })

@@ -105,62 +105,135 @@ $$;
 comment on function wa.owner_topics(uuid, uuid) is
   'The topics a row owned by this team and executive is broadcast to (unassigned when neither is set).';
 
-create function wa.broadcast_row_change()
+-- One broadcast per topic per statement, not per row: a webhook POST of 100 messages to 100 conversations
+-- wrote 200 rows of realtime.messages (each inside realtime.send's subtransaction), more than half of the
+-- ingest's time. A broadcast holds at most wa.broadcast_batch_rows() rows; one row keeps the payload of
+-- Supabase's realtime.broadcast_changes, several carry them in `changes` (docs/realtime-and-client.md).
+create function wa.broadcast_batch_rows()
+returns integer
+language sql
+immutable
+as $$
+  select 50
+$$;
+comment on function wa.broadcast_batch_rows() is
+  'Most rows one broadcast carries (a statement that changes more sends several): keeps each payload well under '
+  'Realtime''s message size limit.';
+
+create function wa.broadcast_changes()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  v_topic text;
-  v_topics text[];
-  v_record jsonb := case when tg_op = 'DELETE' then null else to_jsonb(new) end;
-  v_old jsonb := case when tg_op = 'INSERT' then null else to_jsonb(old) end;
-  v_row jsonb := coalesce(v_record, v_old);
-  v_owner jsonb;
-  v_payload jsonb;
+  v_changes jsonb;
+  v_batch record;
+  v_owned_by_conversation boolean := tg_table_name in ('messages', 'message_reactions', 'calls');
+  v_executive_key text := case tg_table_name when 'conversations' then 'assigned_executive_id'
+                                             when 'prospects' then 'executive_id' else 'id' end;
 begin
-  -- Where the row belongs: its own team/executive columns, or its conversation's for a message.
-  if tg_table_name in ('messages', 'message_reactions', 'calls') then
-    select jsonb_build_object('team_id', c.team_id, 'executive_id', c.assigned_executive_id) into v_owner
-    from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
-  elsif tg_table_name = 'conversations' then
-    v_owner := jsonb_build_object('team_id', v_row -> 'team_id', 'executive_id', v_row -> 'assigned_executive_id');
-  elsif tg_table_name = 'prospects' then
-    v_owner := jsonb_build_object('team_id', v_row -> 'team_id', 'executive_id', v_row -> 'executive_id');
+  -- The statement's rows as {record, old_record}, in the order they were written; an update's old and new
+  -- versions paired by key (the reactions' key is the message and the reactor).
+  if tg_op = 'INSERT' then
+    select jsonb_agg(jsonb_build_object('record', to_jsonb(n), 'old_record', null)) into v_changes from new_rows n;
+  elsif tg_op = 'DELETE' then
+    select jsonb_agg(jsonb_build_object('record', null, 'old_record', to_jsonb(o))) into v_changes from old_rows o;
   else
-    v_owner := jsonb_build_object('team_id', v_row -> 'team_id', 'executive_id', v_row -> 'id');
+    with new_versions as (
+      select to_jsonb(n) as r, row_number() over () as ordinality from new_rows n
+    ),
+    old_versions as (
+      select to_jsonb(o) as r from old_rows o
+    )
+    select jsonb_agg(jsonb_build_object('record', nv.r, 'old_record', ov.r) order by nv.ordinality) into v_changes
+    from new_versions nv
+    join old_versions ov
+      on coalesce(ov.r ->> 'id', (ov.r ->> 'message_wamid') || '|' || (ov.r ->> 'reactor'))
+       = coalesce(nv.r ->> 'id', (nv.r ->> 'message_wamid') || '|' || (nv.r ->> 'reactor'));
   end if;
-  v_topics := wa.owner_topics((v_owner ->> 'team_id')::uuid, (v_owner ->> 'executive_id')::uuid);
-  -- A reassignment is also news for whoever the row left.
-  if tg_op = 'UPDATE' and tg_table_name in ('conversations', 'prospects') then
-    v_topics := v_topics || wa.owner_topics(
-      (v_old ->> 'team_id')::uuid,
-      (v_old ->> case when tg_table_name = 'conversations' then 'assigned_executive_id' else 'executive_id' end)::uuid);
+  if v_changes is null then
+    return null;
   end if;
-  -- realtime.broadcast_changes' payload, sent with realtime.send directly: the row is already jsonb here, and
-  -- broadcast_changes would convert it again inside one more subtransaction (its exception block) per topic.
-  v_payload := jsonb_build_object('old_record', v_old, 'record', v_record, 'operation', tg_op,
-                                  'table', tg_table_name, 'schema', tg_table_schema);
-  for v_topic in select distinct t from unnest(v_topics) t loop
-    perform realtime.send(v_payload, tg_op, v_topic);
+
+  -- Each row's topics: its owner's (a message's, reaction's or call's: its conversation's), and for a
+  -- reassignment of a conversation or prospect the previous owner's too; then one broadcast per topic and batch.
+  for v_batch in
+    with changes as (
+      select c.value as change, c.ordinality as position, coalesce(c.value -> 'record', c.value -> 'old_record') as r
+      from jsonb_array_elements(v_changes) with ordinality c
+    ),
+    owners as (
+      select ch.change, ch.position,
+             case when v_owned_by_conversation then cv.team_id else (ch.r ->> 'team_id')::uuid end as team_id,
+             case when v_owned_by_conversation then cv.assigned_executive_id
+                  else (ch.r ->> v_executive_key)::uuid end as executive_id,
+             case when tg_op = 'UPDATE' and tg_table_name in ('conversations', 'prospects')
+                  then wa.owner_topics((ch.change -> 'old_record' ->> 'team_id')::uuid,
+                                       (ch.change -> 'old_record' ->> v_executive_key)::uuid) end as previous_topics
+      from changes ch
+      -- Each conversation by primary key: LIMIT keeps the lateral subquery from being flattened into a join that
+      -- hashes a scan of every conversation (the planner cannot size the batch).
+      left join lateral (select c.team_id, c.assigned_executive_id from public.conversations c
+                         where v_owned_by_conversation and c.id = (ch.r ->> 'conversation_id')::uuid
+                         limit 1) cv on true
+    ),
+    routed as (
+      select distinct o.position, o.change, t.topic
+      from owners o
+      cross join lateral unnest(wa.owner_topics(o.team_id, o.executive_id) || coalesce(o.previous_topics, '{}')) t (topic)
+    ),
+    numbered as (
+      select r.*, (row_number() over (partition by r.topic order by r.position) - 1) / wa.broadcast_batch_rows()
+               as batch
+      from routed r
+    )
+    select n.topic, jsonb_agg(n.change order by n.position) as changes
+    from numbered n
+    group by n.topic, n.batch
+    order by n.topic, n.batch
+  loop
+    perform realtime.send(
+      case when jsonb_array_length(v_batch.changes) = 1 then v_batch.changes -> 0
+           else jsonb_build_object('changes', v_batch.changes) end
+        || jsonb_build_object('operation', tg_op, 'table', tg_table_name, 'schema', tg_table_schema),
+      tg_op, v_batch.topic);
   end loop;
   return null;
 end;
 $$;
-comment on function wa.broadcast_row_change() is
-  'AFTER row trigger: broadcasts the change (record, old_record, operation, table, schema: '
-  'realtime.broadcast_changes'' payload) with realtime.send to the private topics of the row''s team and executive (a message or a '
-  'call: its conversation''s; a reassignment: the previous owners'' too; nothing owned: unassigned). Security definer so '
-  'any writer may emit it; RLS on realtime.messages decides who receives it.';
-revoke all on function wa.broadcast_row_change(), wa.owner_topics(uuid, uuid)
+comment on function wa.broadcast_changes() is
+  'AFTER statement trigger (one per operation: transition tables new_rows/old_rows): broadcasts the statement''s '
+  'row changes with realtime.send to the private topics of each row''s team and executive (a message, reaction '
+  'or call: its conversation''s; a reassignment: the previous owners'' too; nothing owned: unassigned), one '
+  'broadcast per topic and wa.broadcast_batch_rows() rows. One row: realtime.broadcast_changes'' payload '
+  '(record, old_record, operation, table, schema); several: operation, table, schema and changes '
+  '[{record, old_record}] in write order. Security definer so any writer may emit it; RLS on realtime.messages '
+  'decides who receives it.';
+revoke all on function wa.broadcast_changes(), wa.owner_topics(uuid, uuid), wa.broadcast_batch_rows()
   from public, anon, authenticated, service_role;
 
-create trigger messages_broadcast after insert or update or delete on public.messages
-  for each row execute function wa.broadcast_row_change();
-create trigger conversations_broadcast after insert or update or delete on public.conversations
-  for each row execute function wa.broadcast_row_change();
-create trigger prospects_broadcast after insert or update or delete on public.prospects
-  for each row execute function wa.broadcast_row_change();
-create trigger profiles_broadcast after insert or update or delete on public.profiles
-  for each row execute function wa.broadcast_row_change();
+create trigger messages_broadcast_insert after insert on public.messages
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger messages_broadcast_update after update on public.messages
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger messages_broadcast_delete after delete on public.messages
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();
+create trigger conversations_broadcast_insert after insert on public.conversations
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger conversations_broadcast_update after update on public.conversations
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger conversations_broadcast_delete after delete on public.conversations
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();
+create trigger prospects_broadcast_insert after insert on public.prospects
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger prospects_broadcast_update after update on public.prospects
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger prospects_broadcast_delete after delete on public.prospects
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();
+create trigger profiles_broadcast_insert after insert on public.profiles
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger profiles_broadcast_update after update on public.profiles
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger profiles_broadcast_delete after delete on public.profiles
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();

@@ -92,8 +92,12 @@ comment on table wa.app_contacts is
   'The WhatsApp Business app''s address book per business number (smb_app_state_sync), newest event wins.';
 revoke all on table wa.app_contacts from public, anon, authenticated, service_role;
 
-create trigger message_reactions_broadcast after insert or update or delete on public.message_reactions
-  for each row execute function wa.broadcast_row_change();
+create trigger message_reactions_broadcast_insert after insert on public.message_reactions
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger message_reactions_broadcast_update after update on public.message_reactions
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger message_reactions_broadcast_delete after delete on public.message_reactions
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();
 
 -- ============================================================================================
 -- The ingest's view of a POST: `messages` changes, with echoes and chat history as messages too

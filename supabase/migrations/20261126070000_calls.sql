@@ -326,8 +326,12 @@ revoke all on function wa.call_state_rank(text), wa.call_events_of(jsonb), wa.in
 -- ============================================================================================
 -- Broadcast: every change reaches the conversation's team and executive topics
 -- ============================================================================================
-create trigger calls_broadcast after insert or update or delete on public.calls
-  for each row execute function wa.broadcast_row_change();
+create trigger calls_broadcast_insert after insert on public.calls
+  referencing new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger calls_broadcast_update after update on public.calls
+  referencing old table as old_rows new table as new_rows for each statement execute function wa.broadcast_changes();
+create trigger calls_broadcast_delete after delete on public.calls
+  referencing old table as old_rows for each statement execute function wa.broadcast_changes();
 
 -- ============================================================================================
 -- The live monitor

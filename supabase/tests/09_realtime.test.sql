@@ -2,7 +2,7 @@
 -- of their team and executive; RLS on realtime.messages lets a user receive only topics they may read
 -- (checked the way Realtime does: as the user, with realtime.topic set).
 begin;
-select plan(20);
+select plan(22);
 
 insert into public.teams (id, name) values ('10000000-0000-0000-0000-000000000001', 'T1'),
                                           ('10000000-0000-0000-0000-000000000002', 'T2');
@@ -64,6 +64,20 @@ select wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
 select results_eq($$select topic from fresh where payload ->> 'table' = 'messages' order by topic$$,
   $$values ('executive:' || pg_temp.id('e1')), ('team:10000000-0000-0000-0000-000000000001')$$,
   'a message goes to its conversation''s executive and team');
+select pg_temp.mark_seen();
+select wa.ingest_webhook(tests.webhook(tests.change(jsonb_build_object(
+  'contacts', jsonb_build_array(tests.contact('5215500000001', 'Ana')),
+  'messages', jsonb_build_array(tests.msg('wamid.RT5', 'text', '{"body":"c"}', '5215500000001'),
+                                tests.msg('wamid.RT3', 'text', '{"body":"a"}', '5215500000001'),
+                                tests.msg('wamid.RT4', 'text', '{"body":"b"}', '5215500000001'))))));
+select results_eq($$select topic, payload -> 'record', jsonb_path_query_array(payload, '$.changes[*].record.wamid')
+                    from fresh where payload ->> 'table' = 'messages' order by topic$$,
+  $$values ('executive:' || pg_temp.id('e1'), null::jsonb, '["wamid.RT3", "wamid.RT4", "wamid.RT5"]'::jsonb),
+           ('team:10000000-0000-0000-0000-000000000001', null, '["wamid.RT3", "wamid.RT4", "wamid.RT5"]')$$,
+  'a statement''s rows go out as one broadcast per topic, with the rows in `changes` in the order written');
+select is((select count(*)::integer from fresh f, jsonb_array_elements(f.payload -> 'changes') c
+           where f.payload ->> 'table' = 'messages' and c -> 'old_record' = 'null' and c ? 'record'),
+  6, 'each batched change carries record and old_record, like a single one');
 select pg_temp.mark_seen();
 select wa.assign_backup(pg_temp.id('e1'), pg_temp.id('e1'), pg_temp.id('e2'));
 select results_eq($$select topic from fresh where payload ->> 'table' = 'profiles' order by topic$$,
