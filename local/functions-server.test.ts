@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createRouter } from "./functions-server.ts";
 import { createVerifier } from "../supabase/functions/_shared/auth.ts";
+import { subpathOf } from "../supabase/functions/_shared/http.ts";
 import { localEnvDefaults } from "./env.ts";
 import { testDbUrl } from "./testing/db.ts";
 import { runServerToExit, spawnServer } from "./testing/server.ts";
@@ -53,5 +54,11 @@ Deno.test("like the gateway, verify_jwt functions need a valid JWT of any role; 
   assert.equal(anon.status, 200);
   assert.equal((await call("guarded", { method: "OPTIONS" })).status, 200);
   assert.equal((await call("open")).status, 200);
-  assert.deepEqual(seen, ["/guarded/sub/path", "/guarded", "/open"]);
+  // Passed on unchanged; each function finds its subpath below /functions/v1/<name>.
+  assert.deepEqual(seen, ["/functions/v1/guarded/sub/path", "/functions/v1/guarded", "/functions/v1/open"]);
+  assert.deepEqual(seen.map((path) => subpathOf(new URL(path, "http://x"), path.split("/")[3]!)), [
+    "/sub/path",
+    "/",
+    "/",
+  ]);
 });

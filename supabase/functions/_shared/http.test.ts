@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { corsHeaders, createHandler, type ErrorBody, HttpError, json, requestId, subpathOf } from "./http.ts";
+import {
+  corsHeaders,
+  createHandler,
+  type ErrorBody,
+  HttpError,
+  json,
+  readBody,
+  requestId,
+  subpathOf,
+} from "./http.ts";
 
 const noEnv = z.object({});
 
@@ -113,7 +122,37 @@ Deno.test("request ids: a sane caller id is kept, anything else replaced by a UU
   assert.match(requestId(new Request("http://x/")), /^[0-9a-f-]{36}$/);
 });
 
-Deno.test("subpathOf strips the function name", () => {
+Deno.test("subpathOf strips the function name, and the gateway's /functions/v1 when it was kept", () => {
   assert.equal(subpathOf(new URL("http://x/health"), "health"), "/");
   assert.equal(subpathOf(new URL("http://x/health/ready"), "health"), "/ready");
+  assert.equal(subpathOf(new URL("http://x/functions/v1/health"), "health"), "/");
+  assert.equal(subpathOf(new URL("http://x/functions/v1/health/ready"), "health"), "/ready");
+});
+
+Deno.test("readBody reads a declared length in one call and counts a stream without one, refusing past the limit", async () => {
+  const bytes = new TextEncoder().encode("0123456789");
+  const declared = new Request("http://x/", {
+    method: "POST",
+    body: bytes,
+    headers: { "content-length": "10" },
+  });
+  assert.deepEqual(await readBody(declared, 10), bytes);
+  const streamed = (size: number) =>
+    new Request("http://x/", {
+      method: "POST",
+      body: new ReadableStream({
+        start(controller) {
+          for (let i = 0; i < size; i++) controller.enqueue(new Uint8Array([i]));
+          controller.close();
+        },
+      }),
+    });
+  assert.equal((await readBody(streamed(10), 10)).byteLength, 10);
+  await assert.rejects(readBody(streamed(11), 10), (error: HttpError) => error.status === 413);
+  const tooLong = new Request("http://x/", {
+    method: "POST",
+    body: bytes,
+    headers: { "content-length": "10" },
+  });
+  await assert.rejects(readBody(tooLong, 9), (error: HttpError) => error.status === 413);
 });

@@ -87,10 +87,18 @@ export interface FunctionSpec<S extends z.ZodObject> {
   handle: (req: Request, ctx: Context<z.infer<S>>) => Promise<Response>;
 }
 
-/** The path below `/<name>`: Supabase routes `/functions/v1/<name>/x` to the function as `/<name>/x`. */
+const GATEWAY_PREFIX = "/functions/v1";
+
+/**
+ * The path below `/<name>`: Supabase routes `/functions/v1/<name>/x` to the function as `/<name>/x`; a gateway
+ * that passes the request on unchanged (the local one: no second Request around the body) keeps the prefix.
+ */
 export function subpathOf(url: URL, name: string): string {
+  const unprefixed = url.pathname.startsWith(`${GATEWAY_PREFIX}/`)
+    ? url.pathname.slice(GATEWAY_PREFIX.length)
+    : url.pathname;
   const prefix = `/${name}`;
-  const path = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
+  const path = unprefixed.startsWith(prefix) ? unprefixed.slice(prefix.length) : unprefixed;
   return path === "" ? "/" : path;
 }
 
@@ -129,14 +137,8 @@ export function createHandler<S extends z.ZodObject>(
       failure = asHttpError(error);
       response = errorResponse(failure);
     }
-    const headers = new Headers(response.headers);
-    for (const [key, value] of Object.entries(cors ?? {})) headers.set(key, value);
-    headers.set("x-request-id", id);
-    const final = new Response(response.body, {
-      status: response.status,
-      statusText: response.statusText,
-      headers,
-    });
+    const extra = { ...cors, "x-request-id": id };
+    const final = withHeaders(response, extra);
     log(final.status >= 500 ? "error" : "info", {
       function: spec.name,
       request_id: id,
@@ -150,6 +152,22 @@ export function createHandler<S extends z.ZodObject>(
     });
     return final;
   };
+}
+
+/**
+ * `response` with `extra` headers set: in place when its headers may change (every response built here), so
+ * a body built from a string is sent as is; otherwise (a fetched response's headers are immutable) a copy
+ * around the same body.
+ */
+function withHeaders(response: Response, extra: Record<string, string>): Response {
+  try {
+    for (const [key, value] of Object.entries(extra)) response.headers.set(key, value);
+    return response;
+  } catch {
+    const headers = new Headers(response.headers);
+    for (const [key, value] of Object.entries(extra)) headers.set(key, value);
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+  }
 }
 
 // Expected refusals raised by wabase's SQL functions, by SQLSTATE (see the migrations); the HINT, when set,
@@ -213,9 +231,17 @@ export async function readJson<S extends z.ZodType>(
  */
 export async function readBody(req: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = () => new HttpError(413, "payload_too_large", `the body exceeds ${maxBytes} bytes`);
-  const declared = Number(req.headers.get("content-length") ?? "0");
+  const length = req.headers.get("content-length");
+  const declared = Number(length ?? "0");
   if (declared > maxBytes) throw tooLarge();
   if (req.body === null) return new Uint8Array();
+  // A declared length is enforced by the HTTP layer (a longer body is a protocol error): read it in one call,
+  // not chunk by chunk through the stream. Without one, count while reading.
+  if (length !== null && /^\d+$/.test(length)) {
+    const body = new Uint8Array(await req.arrayBuffer());
+    if (body.byteLength > maxBytes) throw tooLarge();
+    return body;
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of req.body) {
