@@ -126,7 +126,8 @@ create table wa.webhook_events (
   -- Why the body, or a part of it, was not ingested as received (not JSON, not the Cloud API shape, a data
   -- error; with a result: items left out, characters replaced); null when ingested as received.
   error text,
-  -- What the ingest did: counts of new and duplicate messages, statuses, ignored changes.
+  -- What the ingest did: counts of new and duplicate messages, statuses, ignored changes (what it returned,
+  -- but for event_id, the row's own id).
   result jsonb
 );
 create index webhook_events_received_at_idx on wa.webhook_events (received_at);
@@ -527,10 +528,6 @@ declare
   v_has_edits boolean;
   v_has_events boolean;
 begin
-  insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error)
-  values (p_now, p_payload, p_raw_body, true, p_error)
-  returning id into v_event_id;
-
   -- One pass over the changes: those the ingest does not read (wa.conversation_changes' fields are the ones it
   -- does), `messages` changes with neither messages nor statuses (Meta's error notifications), the statuses,
   -- and the business app's address book syncs.
@@ -844,7 +841,6 @@ begin
   end if;
 
   v_result := jsonb_build_object(
-    'event_id', v_event_id,
     'new', v_new,
     'replaced', v_replaced,
     'duplicate', v_duplicate,
@@ -855,8 +851,12 @@ begin
     'statuses_applied', v_statuses_applied,
     'ignored', v_ignored_changes - coalesce((v_calls ->> 'call_changes')::integer, 0) + v_unattributed,
     'errors', v_error_changes) || v_calls;
-  update wa.webhook_events set result = v_result where id = v_event_id;
-  return v_result;
+  -- Logged raw last, with its result, in one insert (inserted first and updated, it cost every POST a second row
+  -- version); the POST's transaction makes the log and what was ingested one.
+  insert into wa.webhook_events (received_at, payload, raw_body, signature_valid, error, result)
+  values (p_now, p_payload, p_raw_body, true, p_error, v_result)
+  returning id into v_event_id;
+  return v_result || jsonb_build_object('event_id', v_event_id);
 end;
 $$;
 comment on function wa.ingest_webhook(jsonb, timestamptz, text, text) is
