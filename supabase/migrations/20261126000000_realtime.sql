@@ -128,6 +128,9 @@ set search_path = ''
 as $$
 declare
   v_changes jsonb;
+  v_row jsonb;
+  v_topics text[];
+  v_topic text;
   v_batch record;
   v_owned_by_conversation boolean := tg_table_name in ('messages', 'message_reactions', 'calls');
   v_executive_key text := case tg_table_name when 'conversations' then 'assigned_executive_id'
@@ -153,6 +156,27 @@ begin
        = coalesce(nv.r ->> 'id', (nv.r ->> 'message_wamid') || '|' || (nv.r ->> 'reactor'));
   end if;
   if v_changes is null then
+    return null;
+  end if;
+
+  -- One row (a webhook POST's conversation and message, most writes): its topics directly, without the grouping
+  -- below, whose plan costs more than the row's own broadcast.
+  if jsonb_array_length(v_changes) = 1 then
+    v_row := coalesce(v_changes -> 0 -> 'record', v_changes -> 0 -> 'old_record');
+    if v_owned_by_conversation then
+      select wa.owner_topics(c.team_id, c.assigned_executive_id) into v_topics
+      from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
+    else
+      v_topics := wa.owner_topics((v_row ->> 'team_id')::uuid, (v_row ->> v_executive_key)::uuid);
+    end if;
+    if tg_op = 'UPDATE' and tg_table_name in ('conversations', 'prospects') then
+      v_topics := v_topics || wa.owner_topics((v_changes -> 0 -> 'old_record' ->> 'team_id')::uuid,
+                                              (v_changes -> 0 -> 'old_record' ->> v_executive_key)::uuid);
+    end if;
+    for v_topic in select distinct t from unnest(v_topics) t loop
+      perform realtime.send(v_changes -> 0 || jsonb_build_object('operation', tg_op, 'table', tg_table_name,
+                                                                 'schema', tg_table_schema), tg_op, v_topic);
+    end loop;
     return null;
   end if;
 

@@ -18,6 +18,9 @@ alter table public.messages
   add column media_error text,
   -- A voice note's transcript (TRANSCRIBE_URL), written by the processor before the agent sees the batch.
   add column media_transcript text;
+-- The few messages whose media is still on its way: every append to a buffer probes them (the hold below), and
+-- a probe by this small index costs the same on a fresh table and on one of millions.
+create index messages_media_pending_idx on public.messages (id) where media_state = 'pending';
 
 alter table wa.phone_numbers
   -- How long past its due time a batch waits for its media before it goes without (0: never waits).
