@@ -59,6 +59,13 @@ export function check(res: BenchResult, name: string, actual: number, expected: 
   res.checks.push({ name, actual, expected, ok: actual === expected });
 }
 
+/** The bench cluster's bootstrap superuser (local only): for what only a superuser may switch. */
+export function superuserUrl(ctx: BenchContext): string {
+  const url = new URL(ctx.dbUrl);
+  url.username = "supabase_admin";
+  return url.toString();
+}
+
 /** A postgres.js pool on the bench database that ignores notices. */
 export function connect(ctx: BenchContext, max: number, options: { prepare?: boolean } = {}): postgres.Sql {
   return postgres(ctx.dbUrl, { max, onnotice: () => {}, ...options });

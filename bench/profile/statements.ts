@@ -3,7 +3,7 @@
 // workload runs, so the statements inside functions and triggers are counted too, each with its own time;
 // pools opened before `track` was switched keep the default (top-level only), so open them in `setup`.
 import postgres from "postgres";
-import type { BenchContext } from "../lib.ts";
+import { type BenchContext, superuserUrl } from "../lib.ts";
 
 /** One normalised statement: its calls and its execution time in the workload. */
 export interface StatementCost {
@@ -12,13 +12,6 @@ export interface StatementCost {
   totalMs: number;
   /** Whether a client sent it (false: it ran inside a function or trigger). */
   topLevel: boolean;
-}
-
-/** The bench cluster's bootstrap superuser (local only): `track` can only be set by a superuser. */
-function superuserUrl(ctx: BenchContext): string {
-  const url = new URL(ctx.dbUrl);
-  url.username = "supabase_admin";
-  return url.toString();
 }
 
 /**

@@ -123,28 +123,7 @@ comment on function wa.enqueue_media_jobs(uuid[]) is
   'New rows lock nothing another writer waits for; a message''s job key is covered by its receipt '
   '(docs/locking.md step 1). Callers: the triggers below, in the transaction that stores the message.';
 
-create function wa.enqueue_inserted_media_jobs()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_pending uuid[] := array(select c.id from changed c where c.media_state = 'pending');
-begin
-  -- Most inserts carry no media: they skip the job insert's planning and execution.
-  if cardinality(v_pending) > 0 then
-    perform wa.enqueue_media_jobs(v_pending);
-  end if;
-  return null;
-end;
-$$;
-comment on function wa.enqueue_inserted_media_jobs() is
-  'AFTER INSERT statement trigger on public.messages: a webhook POST writes its fetch jobs with its messages, '
-  'all in one statement.';
-create trigger messages_enqueue_media_jobs after insert on public.messages
-  referencing new table as changed for each statement execute function wa.enqueue_inserted_media_jobs();
-
-create function wa.enqueue_replaced_media_job()
+create function wa.enqueue_media_job()
 returns trigger
 language plpgsql
 set search_path = ''
@@ -154,12 +133,16 @@ begin
   return null;
 end;
 $$;
-comment on function wa.enqueue_replaced_media_job() is
-  'AFTER UPDATE row trigger on public.messages, only for a placeholder replaced by media (its WHEN clause), so '
-  'the status and read updates of every other message pay nothing.';
+comment on function wa.enqueue_media_job() is
+  'AFTER row trigger on public.messages, only for a message whose media became pending (its WHEN clauses): a '
+  'new media message, or a placeholder replaced by media. Row triggers with WHEN, not a statement trigger over '
+  'the inserted rows: texts, statuses and reads pay nothing (a statement trigger''s transition table cost every '
+  'webhook POST), and the jobs of a media POST are still written in its transaction.';
+create trigger messages_enqueue_media_jobs after insert on public.messages
+  for each row when (new.media_state = 'pending') execute function wa.enqueue_media_job();
 create trigger messages_enqueue_replaced_media_job after update of type on public.messages
   for each row when (new.media_state = 'pending' and old.media_state is distinct from 'pending')
-  execute function wa.enqueue_replaced_media_job();
+  execute function wa.enqueue_media_job();
 
 -- ============================================================================================
 -- A batch waits for its media, at most media_wait
@@ -484,8 +467,8 @@ comment on function wa.invoke_media_fetcher() is
 insert into wa.jobs (name, schedule, command, seconds_schedule, needs_pg_net) values
   ('wabase-media-fetcher', '* * * * *', 'select wa.invoke_media_fetcher()', '5 seconds', true);
 
-revoke all on function wa.media_type(text), wa.mark_media_pending(), wa.enqueue_media_jobs(uuid[]), wa.enqueue_inserted_media_jobs(),
-  wa.enqueue_replaced_media_job(), wa.keep_media_hold(),
+revoke all on function wa.media_type(text), wa.mark_media_pending(), wa.enqueue_media_jobs(uuid[]),
+  wa.enqueue_media_job(), wa.keep_media_hold(),
   wa.media_hold_of(uuid), wa.hold_buffers_for_media(), wa.release_media_hold(uuid),
   wa.claim_media_jobs(text, integer, interval, timestamptz), wa.next_media_job_at(),
   wa.claimed_media_job(uuid, bigint), wa.complete_media_job(uuid, bigint, text, bigint, text, text),
