@@ -6,7 +6,7 @@
 // second throwaway cluster with the three on (bench/run.sh starts it): every baseline runs there too.
 import { drain, type Plan as DrainPlan } from "./drain.ts";
 import { ingest, type IngestPlan } from "./ingest.ts";
-import { type BenchContext, type BenchResult, check, connect, result } from "./lib.ts";
+import { type BenchContext, type BenchResult, check, connect, percentile, result, type Row } from "./lib.ts";
 
 interface DurablePlan {
   ingest: IngestPlan;
@@ -19,7 +19,7 @@ const FULL: DurablePlan = {
 };
 const QUICK: DurablePlan = {
   ingest: { sizes: { 1: 200, 100: 6 }, concurrency: [16] },
-  drain: { buffers: 1_000, workers: [1, 4], windowMs: 2_000 },
+  drain: { buffers: 300, workers: [1, 4], windowMs: 2_000 },
 };
 /** Zero-latency fakes only: the rows where the database, and so its commits, is the whole cost. */
 const LATENCIES_MS = [0];
@@ -35,6 +35,44 @@ async function settings(ctx: BenchContext): Promise<Record<string, string>> {
     const rows = await sql<{ name: string; setting: string }[]>`
       select name, setting from pg_settings where name = any(${[...DURABILITY, "wal_sync_method"]}::text[])`;
     return Object.fromEntries(rows.map((row) => [row.name, row.setting]));
+  } finally {
+    await sql.end();
+  }
+}
+
+/** One-row inserts, each its own transaction, for the commit's cost. */
+const COMMITS = 200;
+
+/**
+ * What one commit costs on the durable cluster now: a one-row insert with synchronous_commit on (the commit
+ * waits for the WAL flush) against the same with it off, in one session. The disk is shared: its flush time
+ * changes with the machine's load, so it is measured in the run whose figures it explains.
+ */
+async function commitCost(ctx: BenchContext): Promise<Row> {
+  const sql = connect(ctx, 1);
+  try {
+    // A logged table: a transaction that wrote only to a temporary one would not wait for a flush.
+    await sql`create table commit_probe (id bigint generated always as identity, at timestamptz)`;
+    const p50 = async (mode: string) => {
+      await sql.unsafe(`set synchronous_commit = ${mode}`);
+      const samples: number[] = [];
+      for (let i = 0; i < COMMITS; i++) {
+        const started = performance.now();
+        await sql`insert into commit_probe (at) values (now())`;
+        samples.push(performance.now() - started);
+      }
+      return percentile(samples, 50);
+    };
+    const on = await p50("on");
+    const off = await p50("off");
+    await sql`drop table commit_probe`;
+    return {
+      metric: "a one-row insert's commit: latency p50",
+      value: on,
+      unit: "ms",
+      baseline: off,
+      baselineLabel: "the same with synchronous_commit off",
+    };
   } finally {
     await sql.end();
   }
