@@ -48,7 +48,7 @@ const COMMITS = 200;
  * waits for the WAL flush) against the same with it off, in one session. The disk is shared: its flush time
  * changes with the machine's load, so it is measured in the run whose figures it explains.
  */
-async function commitCost(ctx: BenchContext): Promise<Row> {
+async function commitCost(ctx: BenchContext, moment: "before" | "after"): Promise<Row> {
   const sql = connect(ctx, 1);
   try {
     // A logged table: a transaction that wrote only to a temporary one would not wait for a flush.
@@ -67,7 +67,7 @@ async function commitCost(ctx: BenchContext): Promise<Row> {
     const off = await p50("off");
     await sql`drop table commit_probe`;
     return {
-      metric: "a one-row insert's commit: latency p50",
+      metric: `a one-row insert's commit, ${moment} the workloads: latency p50`,
       value: on,
       unit: "ms",
       baseline: off,
@@ -91,6 +91,8 @@ export async function durable(ctx: BenchContext): Promise<BenchResult> {
   res.notes.push(
     `the durable cluster: ${Object.entries(found).map(([name, value]) => `${name}=${value}`).join(", ")}`,
   );
+  // Before and after the workloads: the shared disk's flush time moves with the machine's load.
+  res.rows.push(await commitCost(on, "before"));
   const parts = [
     ["ingest", () => ingest(on, plan.ingest)],
     ["drain", () => drain(on, plan.drain, LATENCIES_MS)],
@@ -106,5 +108,6 @@ export async function durable(ctx: BenchContext): Promise<BenchResult> {
     res.notes.push(...sub.notes.map((note) => `${label}: ${note}`));
     res.samples[part] = sub.samples;
   }
+  res.rows.push(await commitCost(on, "after"));
   return res;
 }
