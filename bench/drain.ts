@@ -21,7 +21,7 @@ const LATENCIES_MS = [0, 200];
 const BATCH_SIZES = [1, 50];
 const LANES_AT_LATENCY = 4;
 
-type Plan = typeof FULL;
+export type Plan = typeof FULL;
 
 interface ProcessorRun {
   latencyMs: number;
@@ -209,18 +209,22 @@ async function claimCompleteDrain(
 
 const plural = (n: number) => `${n} worker${n > 1 ? "s" : ""}`;
 
-export async function drain(ctx: BenchContext): Promise<BenchResult> {
-  const plan = ctx.quick ? QUICK : FULL;
+/** The drain benchmark; `plan` and `latencies` pick other workloads (the durable benchmark's). */
+export async function drain(
+  ctx: BenchContext,
+  plan: Plan = ctx.quick ? QUICK : FULL,
+  latencies: number[] = LATENCIES_MS,
+): Promise<BenchResult> {
   const res = result("drain", {
     buffers: plan.buffers,
     workers: plan.workers,
     window_ms: plan.windowMs,
-    fake_latency_ms: LATENCIES_MS,
+    fake_latency_ms: latencies,
     lanes: { "0": 1, "200": LANES_AT_LATENCY },
     batch_sizes: BATCH_SIZES,
   });
   const series: ProcessorSeries[] = [];
-  for (const latencyMs of LATENCIES_MS) series.push(await processorSeries(ctx, plan, latencyMs));
+  for (const latencyMs of latencies) series.push(await processorSeries(ctx, plan, latencyMs));
   const queues: QueueRun[] = [];
   const ownQueues: WabaseQueueRun[] = [];
   const failures: string[] = [];

@@ -31,6 +31,7 @@ const CONTACTS = 200;
 /** Messages per POST → deliveries per run (about the same number of messages per run for sizes 10 and 100). */
 const FULL = { sizes: { 1: 1_000, 10: 200, 100: 30 } as Record<number, number>, concurrency: [1, 16] };
 const QUICK = { sizes: { 1: 200, 100: 6 } as Record<number, number>, concurrency: [16] };
+export type IngestPlan = typeof FULL;
 
 export interface Delivery {
   body: string;
@@ -160,8 +161,11 @@ async function measure(
   }
 }
 
-export async function ingest(ctx: BenchContext): Promise<BenchResult> {
-  const plan = ctx.quick ? QUICK : FULL;
+/** The ingest benchmark; `plan` picks other sizes and concurrency levels (the durable benchmark's). */
+export async function ingest(
+  ctx: BenchContext,
+  plan: IngestPlan = ctx.quick ? QUICK : FULL,
+): Promise<BenchResult> {
   const sizes = Object.keys(plan.sizes).map(Number);
   const top = Math.max(...plan.concurrency);
   const res = result("ingest", {

@@ -45,6 +45,9 @@ export interface BenchContext {
   quick: boolean;
   /** The cluster's data directory, when the benchmarks may restart it (chaos). */
   pgData?: string;
+  /** A second throwaway cluster with fsync, synchronous_commit and full_page_writes on, as on a Supabase
+   * database (`bench/run.sh` starts it when the `durable` benchmark runs). */
+  durableDbUrl?: string;
 }
 
 export type Benchmark = (ctx: BenchContext) => Promise<BenchResult>;

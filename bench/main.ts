@@ -22,6 +22,7 @@ import { conversation } from "./conversation.ts";
 import { calls } from "./calls.ts";
 import { burst } from "./burst.ts";
 import { profile } from "./profile.ts";
+import { durable } from "./durable.ts";
 
 const BENCHMARKS: Record<string, Benchmark> = {
   ingest,
@@ -39,6 +40,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
   calls,
   burst,
   profile,
+  durable,
 };
 
 async function runOne(
@@ -97,7 +99,12 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const ctx: BenchContext = { dbUrl, quick, pgData: Deno.env.get("WABASE_BENCH_PGDATA") || undefined };
+  const ctx: BenchContext = {
+    dbUrl,
+    quick,
+    pgData: Deno.env.get("WABASE_BENCH_PGDATA") || undefined,
+    durableDbUrl: Deno.env.get("WABASE_BENCH_DURABLE_DB_URL") || undefined,
+  };
   const env = await environment(ctx);
   const started = performance.now();
   const results: BenchResult[] = [];

@@ -160,17 +160,30 @@ push_migrations() {
   (cd "$ROOT" && "$SUPABASE" db push --db-url "$(db_url "$port")" --yes "$@")
 }
 
-# start_throwaway_cluster NAME FIRST_PORT: a fresh, migrated cluster in the system temp dir on the first free
-# port from FIRST_PORT, removed on exit whatever happens (pg_cron exists in one database per cluster, so a
-# fresh database means a fresh cluster: initdb takes seconds). Sets THROWAWAY_PORT.
+# Every cluster start_throwaway_cluster made in this shell, all removed on exit.
+THROWAWAY_DIRS=()
+remove_throwaway_clusters() {
+  local dir
+  for dir in "${THROWAWAY_DIRS[@]}"; do
+    cluster_stop "$dir/db" || true
+    rm -rf "$dir"
+  done
+}
+
+# start_throwaway_cluster NAME FIRST_PORT [durable]: a fresh, migrated cluster in the system temp dir on the
+# first free port from FIRST_PORT, removed on exit whatever happens (pg_cron exists in one database per
+# cluster, so a fresh database means a fresh cluster: initdb takes seconds). Durability is off unless `durable`
+# is given: then fsync, synchronous_commit and full_page_writes keep Postgres's defaults (on), as on a Supabase
+# database. Sets THROWAWAY_PORT and THROWAWAY_DIR.
 start_throwaway_cluster() {
-  local name=$1 port=$2
+  local name=$1 port=$2 durability=${3:-}
   while port_in_use "$port"; do port=$((port + 1)); done
   THROWAWAY_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wabase-$name.XXXXXX")
   chmod 755 "$THROWAWAY_DIR"
-  trap 'cluster_stop "$THROWAWAY_DIR/db" || true; rm -rf "$THROWAWAY_DIR"' EXIT
-  say "── fresh cluster on port $port"
-  cluster_init "$THROWAWAY_DIR/db" "$port" throwaway
+  THROWAWAY_DIRS+=("$THROWAWAY_DIR")
+  trap remove_throwaway_clusters EXIT
+  say "── fresh cluster on port $port${durability:+ (fsync, synchronous_commit and full_page_writes on)}"
+  cluster_init "$THROWAWAY_DIR/db" "$port" "$([ "$durability" = durable ] || echo throwaway)"
   cluster_start "$THROWAWAY_DIR/db" "$port"
   apply_platform "$port"
   say "── supabase db push"

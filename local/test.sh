@@ -47,11 +47,15 @@ pg_prove -h 127.0.0.1 -p "$port" -U postgres -d postgres --failures supabase/tes
 step "deno test"
 SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A --permit-no-files
 
-step "benchmarks, quick mode (npm run bench -- --quick)"
-SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$THROWAWAY_DIR/db" "$DENO" run -A bench/main.ts --quick
+step "benchmarks, quick mode (npm run bench -- --quick), durable on a second cluster with fsync on"
+pgdata=$THROWAWAY_DIR/db
+start_throwaway_cluster test-durable "$((port + 1))" durable
+durable_url=$(db_url "$THROWAWAY_PORT")
+SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$pgdata" WABASE_BENCH_DURABLE_DB_URL="$durable_url" \
+  "$DENO" run -A bench/main.ts --quick
 
 step "hosted path (WABASE_TRIGGER=cron): processor tests and quick chaos through pg_cron, pg_net and Vault"
 WABASE_TRIGGER=cron SUPABASE_DB_URL=$(db_url "$port") "$DENO" test -A supabase/functions/buffer-processor/ \
   local/buffer-worker.test.ts local/pg-net/
-WABASE_TRIGGER=cron SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$THROWAWAY_DIR/db" \
+WABASE_TRIGGER=cron SUPABASE_DB_URL=$(db_url "$port") WABASE_BENCH_PGDATA="$pgdata" \
   "$DENO" run -A bench/main.ts --quick chaos

@@ -39,6 +39,43 @@ create index chat_sessions_expired_idx on wa.chat_sessions (conversation_id) whe
 -- ============================================================================================
 -- The figures
 -- ============================================================================================
+create function wa.first_cron_run_since(p_since timestamptz)
+returns bigint
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_low bigint;
+  v_high bigint;
+  v_mid bigint;
+  v_run bigint;
+  v_start timestamptz;
+begin
+  -- cron.job_run_details has no index but its primary key (runid, from a sequence as runs are scheduled), and
+  -- wabase cannot add one (pg_cron owns the table). Start times grow with runids, so a binary search over
+  -- runids finds the first run since p_since in a few dozen probes by primary key, whatever the history's size.
+  select min(d.runid), max(d.runid) + 1 into v_low, v_high from cron.job_run_details d;
+  while v_low < v_high loop
+    v_mid := v_low + (v_high - v_low) / 2;
+    select d.runid, d.start_time into v_run, v_start
+    from cron.job_run_details d where d.runid >= v_mid order by d.runid limit 1;
+    -- A run not started yet has no start time: it is a recent one.
+    if v_start is null or v_start >= p_since then
+      v_high := v_mid;
+    else
+      v_low := v_run + 1;
+    end if;
+  end loop;
+  return v_low;
+end;
+$$;
+comment on function wa.first_cron_run_since(timestamptz) is
+  'The first runid of cron.job_run_details started at or after p_since (the newest runid + 1 when none; null '
+  'when the history is empty), by binary search over the primary key: runs are numbered as they are scheduled, '
+  'so a run a busy pg_cron starts late can fall on the wrong side by those seconds. Caller: public.ops_readiness.';
+revoke all on function wa.first_cron_run_since(timestamptz) from public, anon, authenticated, service_role;
+
 -- Readiness alone, for a probe anyone may call often: each figure is read by index (the oldest due time from
 -- buffers_due_at_idx, each job's newest run by runid), none of the hour's counts.
 create function public.ops_readiness()
@@ -49,15 +86,16 @@ security definer
 set search_path = ''
 as $$
   with
-  -- cron.job_run_details has no index but its primary key, and a 5-second job adds 17,280 rows a day: each
-  -- job's newest run is found walking runid backwards, within the last 50,000 runs (days of history).
+  -- A 1-second job adds 86,400 runs a day to cron.job_run_details: each job's newest run is found walking runid
+  -- backwards over the last 90 minutes only (every wabase job but the daily retention runs at least hourly), a
+  -- few thousand runs at most, bounded by runid.
   last_runs as (
     select j.jobid, r.status, r.start_time, r.end_time, r.return_message
     from cron.job j
     join lateral (
       select d.status, d.start_time, d.end_time, d.return_message
       from cron.job_run_details d
-      where d.jobid = j.jobid and d.runid > (select max(x.runid) - 50000 from cron.job_run_details x)
+      where d.jobid = j.jobid and d.runid >= (select wa.first_cron_run_since(now() - interval '90 minutes'))
       order by d.runid desc
       limit 1
     ) r on true
@@ -89,9 +127,9 @@ as $$
 $$;
 comment on function public.ops_readiness() is
   'What readiness is decided from, cheaply (by index, none of the hour''s counts): the latest applied '
-  'migration, pg_cron''s version, the oldest overdue buffer''s age, each wabase pg_cron job with its last run, '
-  'missing jobs, circuit breakers. Part of public.ops_metrics. Caller: the health function''s /ready, or anyone '
-  'holding the service role key.';
+  'migration, pg_cron''s version, the oldest overdue buffer''s age, each wabase pg_cron job with its last run '
+  'of the last 90 minutes (null: none), missing jobs, circuit breakers. Part of public.ops_metrics. Caller: the '
+  'health function''s /ready, or anyone holding the service role key.';
 revoke all on function public.ops_readiness() from public, anon, authenticated;
 grant execute on function public.ops_readiness() to service_role;
 
@@ -178,18 +216,21 @@ grant execute on function public.ops_metrics() to service_role;
 -- ============================================================================================
 create table wa.retention_policies (
   target text primary key check (target in ('webhook_events', 'inbound_receipts', 'message_statuses', 'job_runs',
-                                            'ops_events', 'cron_job_run_details')),
+                                            'ops_events', 'cron_job_run_details', 'call_events',
+                                            'agent_tool_calls', 'agent_tool_cache')),
   keep interval not null check (keep > interval '0'),
-  -- Meta redelivers for up to 7 days: a shorter memory of wamids would store a late redelivery twice.
+  -- Meta redelivers for up to 7 days: a shorter memory of wamids (or of call events) would apply a late
+  -- redelivery twice.
   constraint retention_policies_keep_redelivery_window
-    check (target not in ('inbound_receipts', 'message_statuses') or keep >= interval '8 days')
+    check (target not in ('inbound_receipts', 'message_statuses', 'call_events') or keep >= interval '8 days')
 );
 comment on table wa.retention_policies is
   'How long the daily retention job keeps each kind of history; change a row to change the job''s next run.';
 revoke all on table wa.retention_policies from public, anon, authenticated, service_role;
 insert into wa.retention_policies (target, keep) values
   ('webhook_events', '30 days'), ('inbound_receipts', '30 days'), ('message_statuses', '30 days'),
-  ('job_runs', '14 days'), ('ops_events', '7 days'), ('cron_job_run_details', '7 days');
+  ('job_runs', '14 days'), ('ops_events', '7 days'), ('cron_job_run_details', '7 days'),
+  ('call_events', '30 days'), ('agent_tool_calls', '30 days'), ('agent_tool_cache', '7 days');
 
 create function wa.purge_history(p_now timestamptz default now())
 returns jsonb
@@ -204,6 +245,9 @@ declare
   v_job_runs integer;
   v_ops_events integer;
   v_cron_runs integer;
+  v_call_events integer;
+  v_tool_calls integer;
+  v_tool_cache integer;
   v_result jsonb;
 begin
   select jsonb_object_agg(p.target, p.keep) into v_keep from wa.retention_policies p;
@@ -224,17 +268,30 @@ begin
   delete from cron.job_run_details
   where coalesce(end_time, start_time) < p_now - (v_keep ->> 'cron_job_run_details')::interval;
   get diagnostics v_cron_runs = row_count;
+  -- The calls (calls migration) and the agent's tools (agent tools migration), created after this one.
+  delete from wa.call_events where last_seen_at < p_now - (v_keep ->> 'call_events')::interval;
+  get diagnostics v_call_events = row_count;
+  delete from wa.agent_tool_calls where called_at < p_now - (v_keep ->> 'agent_tool_calls')::interval;
+  get diagnostics v_tool_calls = row_count;
+  -- Expired answers only: one still within its tool's cache_ttl is served, however old.
+  delete from wa.agent_tool_cache c using wa.agent_tools t
+  where t.name = c.tool and c.fetched_at < p_now - (v_keep ->> 'agent_tool_cache')::interval
+    and c.fetched_at + t.cache_ttl <= p_now;
+  get diagnostics v_tool_cache = row_count;
   v_result := jsonb_build_object('webhook_events', v_events, 'inbound_receipts', v_receipts,
                                  'message_statuses', v_statuses, 'job_runs', v_job_runs,
-                                 'ops_events', v_ops_events, 'cron_job_run_details', v_cron_runs);
+                                 'ops_events', v_ops_events, 'cron_job_run_details', v_cron_runs,
+                                 'call_events', v_call_events, 'agent_tool_calls', v_tool_calls,
+                                 'agent_tool_cache', v_tool_cache);
   insert into wa.job_runs (job, ran_at, result) values ('retention', p_now, v_result);
   return v_result;
 end;
 $$;
 comment on function wa.purge_history(timestamptz) is
   'Retention (pg_cron, daily): deletes ingested webhook events, inbound receipts, status events, job runs, '
-  'ops events and pg_cron run details older than their wa.retention_policies row (none: kept); rejected '
-  'events, messages and dead letters are kept. Records and returns the counts removed per target.';
+  'ops events, pg_cron run details, call events, agent tool calls and expired agent tool cache entries older '
+  'than their wa.retention_policies row (none: kept); rejected events, messages and dead letters are kept. '
+  'Records and returns the counts removed per target.';
 revoke all on function wa.purge_history(timestamptz) from public, anon, authenticated, service_role;
 
 insert into wa.jobs (name, schedule, command) values ('wabase-retention', '17 3 * * *', 'select wa.purge_history()');

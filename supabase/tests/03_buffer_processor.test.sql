@@ -443,7 +443,12 @@ select jsonb_build_object(
   'job_runs', (select count(*) from wa.job_runs where ran_at < '2026-02-15 00:00:00+00'),
   'ops_events', (select count(*) from wa.ops_events where at < '2026-02-22 00:00:00+00'),
   'cron_job_run_details', (select count(*) from cron.job_run_details
-                           where coalesce(end_time, start_time) < '2026-02-22 00:00:00+00')) as result;
+                           where coalesce(end_time, start_time) < '2026-02-22 00:00:00+00'),
+  'call_events', (select count(*) from wa.call_events where last_seen_at < '2026-01-30 00:00:00+00'),
+  'agent_tool_calls', (select count(*) from wa.agent_tool_calls where called_at < '2026-01-30 00:00:00+00'),
+  'agent_tool_cache', (select count(*) from wa.agent_tool_cache c join wa.agent_tools t on t.name = c.tool
+                       where c.fetched_at < '2026-02-22 00:00:00+00'
+                         and c.fetched_at + t.cache_ttl <= '2026-03-01 00:00:00+00')) as result;
 select ok((select (result ->> 'webhook_events')::int = 16 and (result ->> 'inbound_receipts')::int = 15
                   and (result ->> 'message_statuses')::int = 1 and (result ->> 'job_runs')::int >= 2
            from expected_purge),
