@@ -7,6 +7,7 @@
 // and the runs stop after their window. Baselines on the same database in the same run, with the same worker
 // counts and batch sizes 1 and 50: pg-boss (fetch+complete loop) and graphile-worker (no-op jobs), against
 // wabase's own claim+complete with nothing in between.
+import type postgres from "postgres";
 import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
 import { clearBuffers, type Fakes, processorTestEnv, seedDueBuffers } from "../local/testing/processor.ts";
 import { latency, startBenchFakes } from "./fakes.ts";
@@ -161,6 +162,26 @@ interface WabaseQueueRun extends QueueRun {
   shallowPerSecond: number;
 }
 
+/**
+ * One fetch+complete step of wabase's queue alone: claims up to `batchSize` due buffers and completes them
+ * all in one more round trip (one statement, like a baseline's batched completion). Returns the claims.
+ */
+export async function claimAndComplete(
+  sql: postgres.Sql,
+  worker: string,
+  batchSize: number,
+): Promise<{ conversation_id: string }[]> {
+  const claims = await sql<{ conversation_id: string; fence: string; up_to_seq: string }[]>`
+    select conversation_id, fence, up_to_seq from wa.claim_buffers(${worker}, ${batchSize})`;
+  if (claims.length === 0) return claims;
+  await sql`
+    select wa.complete_buffer(f, s)
+    from unnest(${claims.map((c) => c.fence)}::bigint[], ${
+    claims.map((c) => c.up_to_seq)
+  }::bigint[]) as t(f, s)`;
+  return claims;
+}
+
 /** wabase's queue alone: wa.claim_buffers + wa.complete_buffer, nothing in between. */
 async function claimCompleteDrain(
   ctx: BenchContext,
@@ -181,16 +202,9 @@ async function claimCompleteDrain(
     let completed = 0;
     await Promise.all(Array.from({ length: workers }, async (_, w) => {
       for (;;) {
-        const claims = await sql<{ conversation_id: string; fence: string; up_to_seq: string }[]>`
-          select conversation_id, fence, up_to_seq from wa.claim_buffers(${`bench-q-${w}`}, ${batchSize})`;
+        const claims = await claimAndComplete(sql, `bench-q-${w}`, batchSize);
         if (claims.length === 0) return;
         for (const claim of claims) tally.see(claim.conversation_id);
-        // One round trip per claim, like a fetch+complete loop: the batch is completed in one statement.
-        await sql`
-          select wa.complete_buffer(f, s)
-          from unnest(${claims.map((c) => c.fence)}::bigint[], ${
-          claims.map((c) => c.up_to_seq)
-        }::bigint[]) as t(f, s)`;
         completed += claims.length;
         while (completed >= tenths.length * tenth) tenths.push(performance.now());
       }

@@ -1,13 +1,14 @@
 // `npm run bench -- profile` (issue 23): where the time of the hot paths goes, before tuning them, written to
 // bench/results/profile.md for docs/performance.md. Not a speed benchmark: its figures are taken with every
 // statement tracked and the CPU sampled, which slows what it measures; the other benchmarks give the speeds.
+import { profileClaim } from "./profile/claim.ts";
 import { profileGuarantees } from "./profile/guarantees.ts";
 import { profileIngest } from "./profile/ingest.ts";
 import type { ProfileSection } from "./profile/section.ts";
 import { type BenchContext, type BenchResult, result } from "./lib.ts";
 import { resultsDir } from "./report.ts";
 
-const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [profileIngest, profileGuarantees];
+const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [profileIngest, profileGuarantees, profileClaim];
 
 export async function profile(ctx: BenchContext): Promise<BenchResult> {
   const res = result("profile", { sections: SECTIONS.length });

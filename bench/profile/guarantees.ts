@@ -1,7 +1,7 @@
 // What each guarantee of the ingest costs (issue 23: "where a target cannot be met without giving up a
 // guarantee, say which guarantee costs what, measured"): `wa.ingest_webhook` at 1 message per POST and 16 in
 // flight, as shipped, then with the triggers behind one guarantee after another switched off (realtime
-// broadcasts, media jobs and hold, routing, the due-time NOTIFY, claim counting), beside the floor: a
+// broadcasts, media jobs and hold, routing, the due-time NOTIFY), beside the floor: a
 // one-row idempotent upsert per call on the same cluster. Rounds alternate and each configuration keeps its
 // best round, so the machine's other load weighs alike on all. Triggers are switched by the bench cluster's
 // superuser and always switched back on.
@@ -29,7 +29,6 @@ const DUE_NOTIFY = [["wa.buffers", "buffers_notify_due_on_insert"], [
   "wa.buffers",
   "buffers_notify_due_on_update",
 ]];
-const CLAIM_COUNTING = [["wa.buffers", "buffers_count_claims"]];
 
 interface Configuration {
   name: string;
@@ -43,7 +42,6 @@ const CONFIGURATIONS: Configuration[] = [
   { name: "− media jobs and hold", off: [...BROADCASTS, ...MEDIA] },
   { name: "− routing", off: [...BROADCASTS, ...MEDIA, ...ROUTING] },
   { name: "− the due-time NOTIFY", off: [...BROADCASTS, ...MEDIA, ...ROUTING, ...DUE_NOTIFY] },
-  { name: "− claim counting", off: [...BROADCASTS, ...MEDIA, ...ROUTING, ...DUE_NOTIFY, ...CLAIM_COUNTING] },
 ];
 
 export async function profileGuarantees(ctx: BenchContext): Promise<ProfileSection> {

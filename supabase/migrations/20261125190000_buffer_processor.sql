@@ -41,13 +41,17 @@ $$;
 comment on function wa.keep_backoff() is
   'Trigger on wa.buffers: a buffer backing off after a failure never becomes due before retry_not_before.';
 revoke all on function wa.keep_backoff() from public, anon, authenticated, service_role;
+-- The WHEN clause keeps the function call off every update of a buffer that is not backing off.
 create trigger buffers_keep_backoff before update of due_at on wa.buffers
-  for each row execute function wa.keep_backoff();
+  for each row when (new.retry_not_before is not null) execute function wa.keep_backoff();
 
 -- The claim that took a message into its batch. Only messages visible at claim time are marked, so one
 -- appended by a transaction still in flight stays unmarked and can never be completed unanswered.
+-- Not indexed: every lookup by fence also names the conversation (buffer_messages_conversation_seq_idx), and
+-- without an index on it the claim's marking and the release's clearing are HOT updates, which the fill factor
+-- leaves room for on the page (no new entry in the table's three indexes per claimed message).
 alter table wa.buffer_messages add column fence bigint;
-create index buffer_messages_fence_idx on wa.buffer_messages (fence) where fence is not null;
+alter table wa.buffer_messages set (fillfactor = 70);
 
 -- Outbound rows are written before the send under a key derived from what they answer.
 alter table public.messages add column idempotency_key text unique;
@@ -120,14 +124,38 @@ begin
 end;
 $$;
 comment on function wa.notify_buffer_due() is
-  'Statement trigger on wa.buffers: NOTIFY wa_buffer_due with the earliest new due time (epoch ms) of the '
-  'unclaimed buffers the statement touched, so a LISTENing worker re-plans its sleep.';
+  'Statement trigger on wa.buffers inserts: NOTIFY wa_buffer_due with the earliest due time (epoch ms) of the '
+  'buffers the statement created, so a LISTENing worker re-plans its sleep.';
 revoke all on function wa.notify_buffer_due() from public, anon, authenticated, service_role;
 
 create trigger buffers_notify_due_on_insert after insert on wa.buffers
   referencing new table as changed for each statement execute function wa.notify_buffer_due();
+
+-- An update tells a worker something only when it leaves a buffer unclaimed with a due time the worker has not
+-- seen: a batch released or re-armed, or a due time moved earlier. A due time moved later (every message that
+-- joins a waiting buffer: the quiet period starts again) is not news: a worker that wakes at the earlier time
+-- finds nothing due and sleeps until the next one; a NOTIFY per message would make every ingest commit take
+-- Postgres' global notification lock (about 1 ms a delivery at 16 in flight, measured for issue 23). A row trigger with that WHEN clause costs a claim
+-- (and every other update) nothing, where a statement trigger would capture a transition table and run on
+-- every claim to find no unclaimed row (about a tenth of a bare claim, measured for issue 23). No table is read,
+-- so no search_path is pinned: pg_notify and the rest are pg_catalog's, always searched first.
+create function wa.notify_buffer_rearmed()
+returns trigger
+language plpgsql
+as $$
+begin
+  perform pg_notify('wa_buffer_due', (extract(epoch from new.due_at) * 1000)::bigint::text);
+  return null;
+end;
+$$;
+comment on function wa.notify_buffer_rearmed() is
+  'Row trigger on wa.buffers updates that leave a buffer unclaimed with a new, earlier due time (its WHEN clause): '
+  'NOTIFY wa_buffer_due with that due time (epoch ms), so a LISTENing worker re-plans its sleep.';
+revoke all on function wa.notify_buffer_rearmed() from public, anon, authenticated, service_role;
 create trigger buffers_notify_due_on_update after update on wa.buffers
-  referencing new table as changed for each statement execute function wa.notify_buffer_due();
+  for each row when (new.lease_until is null
+                     and (old.lease_until is not null or new.due_at < old.due_at))
+  execute function wa.notify_buffer_rearmed();
 
 -- ============================================================================================
 -- Claim, complete, fail
@@ -164,7 +192,10 @@ comment on function wa.lost_lease_error(wa.buffers, timestamptz) is
 -- hash-joined all of wa.buffers and wa.buffer_messages: a claim cost grew with the backlog (5 ms at 10,000
 -- buffers), exactly when a team needs the drain fastest, after an outage. PL/pgSQL caches each statement's plan
 -- per connection and keeps a generic one only when it is no worse. The claim names its buffers by primary key
--- (= any (v_due)), which every plan serves by index.
+-- (= any of the array of due ids), which every plan serves by index. Those cached plans are generic from the first call
+-- (plan_cache_mode): left to choose, PL/pgSQL planned every statement again on every call for parameters it
+-- could not tell apart (a quarter of a batch-1 claim and complete's CPU, measured with perf for issue 23), while the generic plans
+-- are the same index plans whatever the backlog (the due and lost-lease scans are ordered by their index).
 create function wa.claim_buffers(
   p_worker text, p_limit integer default 1, p_lease interval default interval '60 seconds',
   p_now timestamptz default now()
@@ -173,11 +204,11 @@ returns table (conversation_id uuid, fence bigint, first_seq bigint, up_to_seq b
                attempts integer)
 language plpgsql
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
   v_lost wa.buffers;
-  v_due uuid[];
 begin
   -- A lease that ran out on the batch's last attempt is dead-lettered by the next claim, not left to the sweep:
   -- until then the buffer would be due yet unclaimable (a worker planning its wake-up on it would spin) while
@@ -190,19 +221,19 @@ begin
   loop
     perform wa.dead_letter_batch(v_lost, v_lost.errors || jsonb_build_array(wa.lost_lease_error(v_lost, p_now)));
   end loop;
-  v_due := array(
-    select b.conversation_id
-    from wa.buffers b
-    where b.due_at <= p_now
-      and (b.lease_until is null or (b.lease_until <= p_now and not wa.batch_exhausted(b)))
-    order by b.due_at
-    for update skip locked
-    limit p_limit);
-  if cardinality(v_due) = 0 then
-    return;
-  end if;
+  -- One statement: picking, claiming, marking and counting are one plan to start instead of three.
   return query
-  with claimed as (
+  with due as (
+    select array(
+      select b.conversation_id
+      from wa.buffers b
+      where b.due_at <= p_now
+        and (b.lease_until is null or (b.lease_until <= p_now and not wa.batch_exhausted(b)))
+      order by b.due_at
+      for update skip locked
+      limit p_limit) as ids
+  ),
+  claimed as (
     update wa.buffers b
     set fence = nextval('wa.buffer_fence_seq'),
         lease_until = p_now + p_lease,
@@ -212,20 +243,27 @@ begin
         -- A lease still set here expired: its worker died or hung without completing or failing.
         errors = case when b.lease_until is null then b.errors
                       else b.errors || jsonb_build_array(wa.lost_lease_error(b, p_now)) end
-    where b.conversation_id = any (v_due)
+    where b.conversation_id = any ((select d.ids from due d)::uuid[])
     returning b.conversation_id, b.fence, b.attempts
   ),
   marked as (
     update wa.buffer_messages m
     set fence = c.fence
     from claimed c
-    where m.conversation_id = any (v_due) and m.conversation_id = c.conversation_id
+    where m.conversation_id = any ((select d.ids from due d)::uuid[]) and m.conversation_id = c.conversation_id
     returning m.conversation_id, m.seq
+  ),
+  -- For ops_metrics: counted here, in the one statement that claims, rather than by a trigger comparing
+  -- transition tables on every update of wa.buffers (a seventh of a claim's time, measured for issue 23).
+  counted as (
+    insert into wa.ops_events (kind, n) select 'claim', count(*) from claimed having count(*) > 0
   )
-  select c.conversation_id, c.fence, min(m.seq), max(m.seq), count(m.seq)::integer, c.attempts
+  -- Each claim's own messages by a lateral aggregate: no hash join and hash aggregate to build per call.
+  select c.conversation_id, c.fence, s.first_seq, s.up_to_seq, s.message_count, c.attempts
   from claimed c
-  left join marked m on m.conversation_id = c.conversation_id
-  group by c.conversation_id, c.fence, c.attempts;
+  cross join lateral (
+    select min(m.seq), max(m.seq), count(m.seq)::integer from marked m where m.conversation_id = c.conversation_id
+  ) s (first_seq, up_to_seq, message_count);
 end;
 $$;
 comment on function wa.claim_buffers(text, integer, interval, timestamptz) is
@@ -233,7 +271,7 @@ comment on function wa.claim_buffers(text, integer, interval, timestamptz) is
   'SKIP LOCKED): each gets a lease, a new fencing token and its batch (every message visible now, first_seq .. '
   'up_to_seq). An expired lease is claimable again, unless its batch used its number''s buffer_max_attempts: '
   'then the claim dead-letters that batch first (messages outside it stay, re-armed). Cost independent of the '
-  'backlog: every step goes by index. Caller: buffer-processor.';
+  'backlog: every step goes by index. Counts the claims for ops_metrics. Caller: buffer-processor.';
 
 create function wa.next_claim_at()
 returns timestamptz
@@ -278,6 +316,13 @@ declare
   v_first timestamptz;
   v_last timestamptz;
 begin
+  -- Most batches leave nothing behind: then the buffer goes in one statement, without counting first.
+  delete from wa.buffers b
+  where b.conversation_id = p_conversation_id
+    and not exists (select from wa.buffer_messages m where m.conversation_id = p_conversation_id);
+  if found then
+    return 0;
+  end if;
   select count(*), min(m.appended_at), max(m.appended_at) into v_left, v_first, v_last
   from wa.buffer_messages m where m.conversation_id = p_conversation_id;
   if v_left = 0 then
@@ -309,14 +354,20 @@ set search_path = ''
 as $$
 declare
   v_buffer wa.buffers := wa.locked_buffer(p_fence);
-  v_reply_key text := (select max(m.reply_key) from wa.buffer_messages m
-                       where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence);
 begin
+  -- One statement: the reply lookup, the delete and the count for ops_metrics.
+  with reply as (
+    select max(m.reply_key) as key from wa.buffer_messages m
+    where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence
+  ),
+  counted as (
+    insert into wa.ops_events (kind) values ('completion')
+  )
   delete from wa.buffer_messages m
+  using reply r
   where m.conversation_id = v_buffer.conversation_id and m.fence = p_fence and m.seq <= p_up_to_seq
     -- A batch holding a reply answered exactly the messages stamped with it; a re-claim may hold others too.
-    and (v_reply_key is null or m.reply_key = v_reply_key);
-  insert into wa.ops_events (kind) values ('completion');
+    and (r.key is null or m.reply_key = r.key);
   return wa.rearm_buffer(v_buffer.conversation_id);
 end;
 $$;

@@ -2,35 +2,6 @@
 -- function's readiness, metrics and status page), the event counts behind them, and retention of everything
 -- that grows without bound.
 
--- ============================================================================================
--- Event counts (wa.ops_events, in the foundation) kept by statement triggers where no function knows
--- ============================================================================================
-create function wa.count_claims()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_claims integer;
-begin
-  -- Only a claim gives a buffer a new fence; completing, failing and re-arming clear it.
-  select count(*) into v_claims
-  from claimed_after a
-  join claimed_before b on b.conversation_id = a.conversation_id
-  where a.fence is not null and a.fence is distinct from b.fence;
-  if v_claims > 0 then
-    insert into wa.ops_events (kind, n) values ('claim', v_claims);
-  end if;
-  return null;
-end;
-$$;
-comment on function wa.count_claims() is
-  'Statement trigger on wa.buffers: records how many buffers the statement claimed (got a new fence).';
-revoke all on function wa.count_claims() from public, anon, authenticated, service_role;
-create trigger buffers_count_claims after update on wa.buffers
-  referencing old table as claimed_before new table as claimed_after
-  for each statement execute function wa.count_claims();
-
 -- Cheap counts for a probe that runs every few seconds on tables that only grow.
 create index messages_unknown_outcome_idx on public.messages (conversation_id)
   where direction = 'outbound' and status = 'unknown';

@@ -162,8 +162,9 @@ end;
 $$;
 comment on function wa.keep_media_hold() is
   'BEFORE row trigger on wa.buffers: a buffer waiting for media is never due before media_hold_until.';
+-- The WHEN clause keeps the function call off every update of a buffer that holds for no media.
 create trigger buffers_keep_media_hold before update of due_at, media_hold_until on wa.buffers
-  for each row execute function wa.keep_media_hold();
+  for each row when (new.media_hold_until is not null) execute function wa.keep_media_hold();
 
 create function wa.media_hold_of(p_conversation_id uuid)
 returns timestamptz

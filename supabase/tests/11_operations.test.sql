@@ -157,7 +157,7 @@ select results_eq(
   'ops_readiness is for the service role only');
 select is_empty(
   $$select f::text || ' by ' || r.rolname
-    from unnest(array['wa.purge_history(timestamptz)', 'wa.count_claims()',
+    from unnest(array['wa.purge_history(timestamptz)',
                       'wa.take_rate_limit_token(text, text, integer, timestamptz)']::regprocedure[]) f
     cross join (values ('anon'), ('authenticated'), ('service_role')) as r (rolname)
     where has_function_privilege(r.rolname, f, 'execute')$$,
