@@ -3,6 +3,7 @@
 import { type AgentFault, startDemoAgent } from "../local/demo-agent.ts";
 import { type Fault, startFakeGraph } from "../local/fake-graph.ts";
 import { type Fakes, TEST_ACCESS_TOKEN } from "../local/testing/processor.ts";
+import type postgres from "postgres";
 
 export interface FakeBehaviour {
   graph?: () => Fault | undefined;
@@ -34,4 +35,13 @@ export function processorEnvVars(
     AGENT_URL: fakes.agent.url,
     ...overrides,
   };
+}
+
+/**
+ * Lifts the send governor's pacing of `phoneNumberId` (its 80 messages a second, WHATSAPP.md 4.2, would cap a
+ * one-number drain at 40 batches/s: a typing indicator and a reply each) to the fakes' speed, which enforce no
+ * limit; every send still books its slot.
+ */
+export async function unthrottled(sql: postgres.Sql, phoneNumberId: string): Promise<void> {
+  await sql`update wa.phone_numbers set send_rate_mps = 1000000 where phone_number_id = ${phoneNumberId}`;
 }

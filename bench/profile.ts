@@ -2,11 +2,12 @@
 // bench/results/profile.md for docs/performance.md. Not a speed benchmark: its figures are taken with every
 // statement tracked and the CPU sampled, which slows what it measures; the other benchmarks give the speeds.
 import { profileIngest } from "./profile/ingest.ts";
+import { profileProcessor } from "./profile/processor.ts";
 import type { ProfileSection } from "./profile/section.ts";
 import { type BenchContext, type BenchResult, result } from "./lib.ts";
 import { resultsDir } from "./report.ts";
 
-const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [profileIngest];
+const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [profileIngest, profileProcessor];
 
 export async function profile(ctx: BenchContext): Promise<BenchResult> {
   const res = result("profile", { sections: SECTIONS.length });
