@@ -1,7 +1,7 @@
 // Drains due conversation buffers: claim a batch, ask the agent, write the reply under the batch's
 // idempotency key, send it, record the outcome, complete. Every step that could duplicate a reply is
 // decided in SQL (fences, idempotency keys), so crashes and concurrent workers cost at most a retry.
-import { governed, INTERACTIVE } from "../_shared/governor.ts";
+import { governed, type GovernedGraph, INTERACTIVE, type Slot } from "../_shared/governor.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
@@ -20,7 +20,6 @@ import { createToolbox } from "./tools.ts";
 import {
   createGraphClient,
   graphBreaks,
-  type GraphClient,
   graphRetryable,
   recipientOf,
   type SendPayload,
@@ -83,7 +82,7 @@ interface Dependencies {
   env: ProcessorEnv;
   store: Store;
   agent: Agent;
-  graph: GraphClient;
+  graph: GovernedGraph;
   workerId: string;
   breakers: () => Record<string, BreakerState>;
   media: MediaOptions;
@@ -167,8 +166,8 @@ function processorFrom(deps: Dependencies): Processor {
   }
 
   /**
-   * Sends a reply this claim owns (`ours`: written or taken over by it), or finishes one a previous claim
-   * started, and settles the batch.
+   * Sends a reply this claim owns (`ours`: written or taken over by it; `slot`: its first send slot if booked
+   * with it), or finishes one a previous claim started, and settles the batch.
    */
   async function deliver(
     claim: Claim,
@@ -176,28 +175,28 @@ function processorFrom(deps: Dependencies): Processor {
     reply: Reply,
     ours: boolean,
     success: BatchOutcome,
+    slot?: Slot,
   ) {
     if (reply.status === "pending" && !ours) {
       // Written by a claim that died or lost its lease mid-send: it may have gone out. Never resend blindly.
-      await store.recordSend(reply.message_id, "unknown", undefined, {
+      await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "unknown", undefined, {
         error: "sender lost before recording",
       });
-      await store.complete(claim.fence, reply.up_to_seq);
       return "unknown";
     }
     if (reply.status !== "pending") {
       await store.complete(claim.fence, reply.up_to_seq);
       return "already_replied";
     }
-    const result = await graph.send(context.conversation.phone_number_id, reply.body);
+    const result = await graph.send(context.conversation.phone_number_id, reply.body, slot);
     switch (result.kind) {
       case "sent":
-        await store.recordSend(reply.message_id, "sent", result.wamid);
-        await store.complete(claim.fence, reply.up_to_seq);
+        await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "sent", result.wamid);
         return success;
       case "unknown":
-        await store.recordSend(reply.message_id, "unknown", undefined, { error: result.error });
-        await store.complete(claim.fence, reply.up_to_seq);
+        await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "unknown", undefined, {
+          error: result.error,
+        });
         return "unknown";
       case "failed":
         await store.recordSend(reply.message_id, "failed", undefined, result.error);
@@ -291,13 +290,13 @@ function processorFrom(deps: Dependencies): Processor {
   ): Promise<BatchOutcome> {
     let reply;
     try {
-      reply = await store.beginReply(claim.fence, upToSeq, payload);
+      reply = await store.beginReplySlot(claim.fence, upToSeq, payload, context.conversation.phone_number_id);
     } catch (error) {
       if (!(error instanceof BotPausedError)) throw error;
       await store.complete(claim.fence, claimedUpTo);
       return "paused";
     }
-    return await deliver(claim, context, reply, reply.ours, success);
+    return await deliver(claim, context, reply, reply.ours, success, reply.slot);
   }
 
   async function processBatch(claim: Claim): Promise<BatchOutcome> {

@@ -3,6 +3,7 @@
 import postgres from "postgres";
 import type { Sql } from "../_shared/db.ts";
 import type { SendPayload } from "../_shared/graph.ts";
+import { pairKey, type Slot } from "../_shared/governor.ts";
 
 /** A claimed batch. Fences and sequence numbers are bigints, kept as strings. */
 export interface Claim {
@@ -133,6 +134,50 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
         if (row === undefined) throw new Error("wa.begin_agent_reply returned no row");
         return row;
       });
+    },
+    /**
+     * beginReply and, when the caller sends the reply (ours and pending), the governor's first slot for it (at
+     * interactive priority on the database's clock, as the processor's governor books): one round trip.
+     */
+    beginReplySlot(
+      fence: string,
+      upToSeq: string,
+      payload: SendPayload,
+      phoneNumberId: string,
+    ): Promise<Reply & { ours: boolean; slot?: Slot }> {
+      return fenced(fence, async () => {
+        const [row] = await sql<
+          (Reply & { ours: boolean; granted: boolean | null; wait_ms: number | null })[]
+        >`
+          select message_id, status, body, up_to_seq::text, ours, granted, wait_ms
+          from wa.begin_agent_reply_slot(${fence}, ${upToSeq}, ${payload.type}, ${
+          JSON.stringify(payload)
+        }::text::jsonb, ${lease}::interval, ${phoneNumberId}, ${pairKey(payload)})`;
+        if (row === undefined) throw new Error("wa.begin_agent_reply_slot returned no row");
+        const { granted, wait_ms, ...reply } = row;
+        return granted === null || wait_ms === null ? reply : { ...reply, slot: { granted, wait_ms } };
+      });
+    },
+    /**
+     * complete and recordSend in one round trip: the outcome is recorded even when the completion fails, which
+     * then throws as complete would (StaleFenceError for a stale fence).
+     */
+    async completeReply(
+      fence: string,
+      upToSeq: string,
+      messageId: string,
+      outcome: "sent" | "unknown",
+      wamid?: string,
+      error?: unknown,
+    ): Promise<void> {
+      const [row] = await sql<{ complete_sqlstate: string | null; complete_error: string | null }[]>`
+        select complete_sqlstate, complete_error
+        from wa.complete_reply(${fence}, ${upToSeq}, ${messageId}, ${outcome}, ${wamid ?? null},
+                               ${error === undefined ? null : JSON.stringify(error)}::text::jsonb)`;
+      if (row?.complete_sqlstate === "P0410") throw new StaleFenceError(fence);
+      if (row?.complete_sqlstate != null) {
+        throw new Error(`wa.complete_buffer failed (${row.complete_sqlstate}): ${row.complete_error}`);
+      }
     },
     async recordSend(
       messageId: string,
