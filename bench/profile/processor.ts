@@ -3,7 +3,7 @@
 // in this process; its CPU by module and function (V8 inspector), the database's time by statement, the round
 // trips (top-level statements) and the HTTP calls per batch.
 import { clearBuffers, seedDueBuffers } from "../../local/testing/processor.ts";
-import { processorEnvVars, startBenchFakes, unthrottled } from "../fakes.ts";
+import { latency, processorEnvVars, startBenchFakes, unthrottled } from "../fakes.ts";
 import { type BenchContext, connect, settle } from "../lib.ts";
 import { readLines } from "../workers.ts";
 import { cpuProfile, cpuTable, freePort, summarise } from "./cpu.ts";
@@ -47,7 +47,7 @@ function startWorker(env: Record<string, string>, inspectPort: number) {
 
 export async function profileProcessor(ctx: BenchContext): Promise<ProfileSection> {
   const count = ctx.quick ? 300 : 2_000;
-  const fakes = await startBenchFakes();
+  const fakes = await startBenchFakes(latency(0));
   const admin = connect(ctx, 1);
   const inspectPort = freePort();
   let worker: ReturnType<typeof startWorker> | undefined;

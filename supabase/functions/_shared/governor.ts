@@ -29,6 +29,12 @@ export interface Slot {
 export interface GovernedGraph extends GraphClient {
   /** As GraphClient.send; `booked`: the first slot, taken in the caller's own round trip (a bot reply's). */
   send(phoneNumberId: string, payload: SendPayload, booked?: Slot): Promise<SendOutcome>;
+  /** As GraphClient.markRead; `booked`: its slot, taken in the caller's own round trip (a batch's claim). */
+  markRead(
+    phoneNumberId: string,
+    wamid: string,
+    options?: { typing?: boolean; timeoutMs?: number; booked?: Slot },
+  ): Promise<boolean>;
 }
 
 /** Bot replies and operator sends: a user waits, so at most 10 s for a slot, then a retryable failure. */
@@ -110,11 +116,12 @@ export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions)
                                                 coalesce(${now()}::timestamptz, clock_timestamp()))`;
       }
     },
-    async markRead(phoneNumberId, wamid, options) {
+    async markRead(phoneNumberId, wamid, options = {}) {
+      const { booked, ...rest } = options;
       // A receipt (with or without the typing indicator) counts against the number's throughput, not against
       // any pair.
-      await slot(phoneNumberId, null, { waited: 0 });
-      return await graph.markRead(phoneNumberId, wamid, options);
+      await slot(phoneNumberId, null, { waited: 0 }, booked);
+      return await graph.markRead(phoneNumberId, wamid, rest);
     },
   };
 }

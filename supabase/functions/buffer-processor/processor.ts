@@ -29,6 +29,7 @@ import {
   BotPausedError,
   type ChatSession,
   type Claim,
+  type ClaimedBatch,
   createStore,
   type Reply,
   StaleFenceError,
@@ -74,7 +75,7 @@ export interface DrainOptions {
 
 export interface Processor {
   drain(options?: DrainOptions): Promise<DrainSummary>;
-  processBatch(claim: Claim): Promise<BatchOutcome>;
+  processBatch(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome>;
   breakers(): Record<string, BreakerState>;
 }
 
@@ -107,6 +108,8 @@ function processorFrom(deps: Dependencies): Processor {
 
   let sessionRetries = 0;
   let bookkeepingFailures = 0;
+  /** Fences whose outcome was counted with their completion (wa.complete_reply), not after it. */
+  const counted = new Set<string>();
   /** Typing indicators on their way: a drain waits for them before it returns, a batch never does. */
   const typing = new Set<Promise<void>>();
 
@@ -124,12 +127,13 @@ function processorFrom(deps: Dependencies): Processor {
    * Marks the customer's last message read with the typing indicator while the agent answers (WHATSAPP.md
    * §2.4): once per batch, best effort (one attempt, never awaited by the batch), unless the number turned it off.
    */
-  function showTyping(context: AgentContext) {
+  function showTyping(context: AgentContext, booked?: Slot) {
     const last = context.batch.messages.at(-1);
     if (context.typing_indicator === false || last === undefined) return;
     const call: Promise<void> = graph.markRead(context.conversation.phone_number_id, last.wamid, {
       typing: true,
       timeoutMs: env.GRAPH_TIMEOUT_MS,
+      booked,
     }).then(
       (accepted) => void (accepted || warn("typing", "the Graph API refused the typing indicator")),
       (error) => warn("typing", error),
@@ -165,6 +169,25 @@ function processorFrom(deps: Dependencies): Processor {
     }
   }
 
+  /** complete and recordSend of a reply, with the batch's outcome counted (critical as complete: it may throw). */
+  async function completeReply(
+    claim: Claim,
+    reply: Reply,
+    send: { outcome: "sent" | "unknown"; wamid?: string; error?: unknown },
+    outcome: BatchOutcome,
+  ): Promise<BatchOutcome> {
+    const noteError = await store.completeReply(claim.fence, reply.up_to_seq, {
+      messageId: reply.message_id,
+      ...send,
+    }, { conversationId: claim.conversation_id, outcome });
+    counted.add(claim.fence);
+    if (noteError !== null) {
+      bookkeepingFailures++;
+      warn("bookkeeping", noteError);
+    }
+    return outcome;
+  }
+
   /**
    * Sends a reply this claim owns (`ours`: written or taken over by it; `slot`: its first send slot if booked
    * with it), or finishes one a previous claim started, and settles the batch.
@@ -179,10 +202,10 @@ function processorFrom(deps: Dependencies): Processor {
   ) {
     if (reply.status === "pending" && !ours) {
       // Written by a claim that died or lost its lease mid-send: it may have gone out. Never resend blindly.
-      await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "unknown", undefined, {
-        error: "sender lost before recording",
-      });
-      return "unknown";
+      return await completeReply(claim, reply, {
+        outcome: "unknown",
+        error: { error: "sender lost before recording" },
+      }, "unknown");
     }
     if (reply.status !== "pending") {
       await store.complete(claim.fence, reply.up_to_seq);
@@ -191,13 +214,12 @@ function processorFrom(deps: Dependencies): Processor {
     const result = await graph.send(context.conversation.phone_number_id, reply.body, slot);
     switch (result.kind) {
       case "sent":
-        await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "sent", result.wamid);
-        return success;
+        return await completeReply(claim, reply, { outcome: "sent", wamid: result.wamid }, success);
       case "unknown":
-        await store.completeReply(claim.fence, reply.up_to_seq, reply.message_id, "unknown", undefined, {
-          error: result.error,
-        });
-        return "unknown";
+        return await completeReply(claim, reply, {
+          outcome: "unknown",
+          error: { error: result.error },
+        }, "unknown");
       case "failed":
         await store.recordSend(reply.message_id, "failed", undefined, result.error);
         return await store.fail(claim.fence, `graph: ${result.error.message}`, {
@@ -232,12 +254,12 @@ function processorFrom(deps: Dependencies): Processor {
     }, { onRetry: () => sessionRetries++ });
   }
 
-  async function handle(claim: Claim): Promise<BatchOutcome> {
+  async function handle(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome> {
     if (claim.message_count === 0 || claim.up_to_seq === null) {
       await store.complete(claim.fence, "0");
       return "empty";
     }
-    const context = await store.context(claim.fence);
+    const context = claimed === undefined ? await store.context(claim.fence) : claimed.context;
     if (context === null) return "stale";
     await attachMedia(deps.media, claim.fence, context);
     const existing = context.existing_reply;
@@ -260,7 +282,7 @@ function processorFrom(deps: Dependencies): Processor {
         "already_replied",
       );
     }
-    showTyping(context);
+    showTyping(context, claimed?.typingSlot);
     const answer = await ask(context);
     if (answer.session !== undefined) await saveSession(claim, context, answer.session);
     let outcome: BatchOutcome;
@@ -299,12 +321,13 @@ function processorFrom(deps: Dependencies): Processor {
     return await deliver(claim, context, reply, reply.ours, success, reply.slot);
   }
 
-  async function processBatch(claim: Claim): Promise<BatchOutcome> {
+  /** Processes a claimed batch; `claimed`: its context (and typing slot) fetched with the claim. */
+  async function processBatch(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome> {
     const started = performance.now();
     let outcome: BatchOutcome;
     let failure: unknown;
     try {
-      outcome = await handle(claim);
+      outcome = await handle(claim, claimed);
     } catch (error) {
       failure = error;
       outcome = "stale";
@@ -316,7 +339,7 @@ function processorFrom(deps: Dependencies): Processor {
         }
       }
     }
-    if (outcome !== "stale" && outcome !== "empty") {
+    if (outcome !== "stale" && outcome !== "empty" && !counted.delete(claim.fence)) {
       // Settled: bookkeeping may fail without failing or repeating the batch, which is already settled.
       const [noted] = await Promise.allSettled([store.noteOutcome(claim.conversation_id, outcome)]);
       if (noted.status === "rejected") {
@@ -364,14 +387,14 @@ function processorFrom(deps: Dependencies): Processor {
         !options.signal?.aborted && performance.now() - started + reserve < budget && claims < maxBatches
       ) {
         if (++claims === maxBatches) options.onLastClaim?.();
-        const [claim] = await store.claim(workerId, 1);
-        if (claim === undefined) {
+        const claimed = await store.claimBatch(workerId);
+        if (claimed === undefined) {
           claims--;
           return;
         }
         // A backlog: one more lane per batch found, up to maxLanes.
         if (maxLanes > startLanes && running.size < maxLanes) start();
-        const outcome = await processBatch(claim);
+        const outcome = await processBatch(claimed.claim, claimed);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
         batches++;
       }

@@ -7,9 +7,9 @@ import { processorTest, processorTestEnv, seedDueBuffers } from "../../../local/
 import { createProcessor } from "./processor.ts";
 
 processorTest(
-  "a text batch: claim, context, typing slot, session, reply with slot, complete with record, outcome",
+  "a text batch: 4 statements (claim with context and typing slot, session, reply with its slot, completion with the record and the count)",
   async (fakes, sql) => {
-    await seedDueBuffers(sql, 1);
+    const { phoneNumberId } = await seedDueBuffers(sql, 1);
     const sent: string[] = [];
     const traced = postgres(testDbUrl(), {
       max: 2,
@@ -27,16 +27,21 @@ processorTest(
       const summary = await processor.drain({ maxBatches: 1 });
       assert.deepEqual(summary.outcomes, { replied: 1 });
       assert.equal(fakes.graph.sent.length, 1);
-      // The typing indicator's slot runs beside the agent call: its place in the order may vary.
-      assert.deepEqual(sent.sort(), [
-        "agent_context_with_session",
-        "begin_agent_reply_slot",
-        "claim_buffers",
-        "complete_reply",
-        "note_batch_outcome",
-        "take_send_slot",
+      assert.deepEqual(sent, [
+        "claim_batch",
         "update_batch_session",
+        "begin_agent_reply_slot",
+        "complete_reply",
       ]);
+      assert.equal(
+        fakes.graph.typingIndicators.length,
+        1,
+        "the typing indicator went out on the claim's slot",
+      );
+      const [counted] = await sql<{ batches: number }[]>`
+        select sum(batches)::int as batches from wa.bot_daily_stats
+        where phone_number_id = ${phoneNumberId} and outcome = 'replied'`;
+      assert.equal(counted?.batches, 1, "the outcome was counted with the completion");
     } finally {
       await traced.end();
     }

@@ -15,6 +15,13 @@ export interface Claim {
   attempts: number;
 }
 
+/** A batch claimed with its context (null for an empty batch) and the typing indicator's slot, if booked. */
+export interface ClaimedBatch {
+  claim: Claim;
+  context: AgentContext | null;
+  typingSlot?: Slot;
+}
+
 export interface Reply {
   message_id: string;
   status: string;
@@ -115,6 +122,24 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
         select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts
         from wa.claim_buffers(${worker}, ${limit}, ${lease}::interval)`;
     },
+    /** claim of one batch, its context and the typing indicator's slot in one round trip (wa.claim_batch). */
+    async claimBatch(worker: string): Promise<ClaimedBatch | undefined> {
+      const [row] = await sql<
+        (Claim & {
+          context: AgentContext | null;
+          typing_granted: boolean | null;
+          typing_wait_ms: number | null;
+        })[]
+      >`
+        select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts, context,
+               typing_granted, typing_wait_ms
+        from wa.claim_batch(${worker}, ${lease}::interval, ${settings.history})`;
+      if (row === undefined) return undefined;
+      const { context, typing_granted: granted, typing_wait_ms: waitMs, ...claim } = row;
+      return granted === null || waitMs === null
+        ? { claim, context }
+        : { claim, context, typingSlot: { granted, wait_ms: waitMs } };
+    },
     async context(fence: string): Promise<AgentContext | null> {
       const [row] = await sql<{ context: AgentContext | null }[]>`
         select wa.agent_context_with_session(${fence}, ${settings.history}) as context`;
@@ -159,25 +184,30 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
       });
     },
     /**
-     * complete and recordSend in one round trip: the outcome is recorded even when the completion fails, which
-     * then throws as complete would (StaleFenceError for a stale fence).
+     * noteOutcome (of `settled.outcome`), complete and recordSend in one round trip (wa.complete_reply): the send
+     * is recorded even when the completion fails, which then throws as complete would (StaleFenceError for a
+     * stale fence) and counts no outcome. Resolves to the counting's error, if it failed (bookkeeping).
      */
     async completeReply(
       fence: string,
       upToSeq: string,
-      messageId: string,
-      outcome: "sent" | "unknown",
-      wamid?: string,
-      error?: unknown,
-    ): Promise<void> {
-      const [row] = await sql<{ complete_sqlstate: string | null; complete_error: string | null }[]>`
-        select complete_sqlstate, complete_error
-        from wa.complete_reply(${fence}, ${upToSeq}, ${messageId}, ${outcome}, ${wamid ?? null},
-                               ${error === undefined ? null : JSON.stringify(error)}::text::jsonb)`;
+      send: { messageId: string; outcome: "sent" | "unknown"; wamid?: string; error?: unknown },
+      settled: { conversationId: string; outcome: string },
+    ): Promise<string | null> {
+      const error = send.error === undefined ? null : JSON.stringify(send.error);
+      const [row] = await sql<
+        { complete_sqlstate: string | null; complete_error: string | null; note_error: string | null }[]
+      >`
+        select complete_sqlstate, complete_error, note_error
+        from wa.complete_reply(${fence}, ${upToSeq}, ${send.messageId}, ${send.outcome}, ${
+        send.wamid ?? null
+      },
+                               ${error}::text::jsonb, ${settled.conversationId}, ${settled.outcome})`;
       if (row?.complete_sqlstate === "P0410") throw new StaleFenceError(fence);
       if (row?.complete_sqlstate != null) {
         throw new Error(`wa.complete_buffer failed (${row.complete_sqlstate}): ${row.complete_error}`);
       }
+      return row?.note_error ?? null;
     },
     async recordSend(
       messageId: string,
