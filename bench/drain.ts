@@ -10,7 +10,7 @@
 import type postgres from "postgres";
 import { createProcessor, type DrainSummary } from "../supabase/functions/buffer-processor/processor.ts";
 import { clearBuffers, type Fakes, processorTestEnv, seedDueBuffers } from "../local/testing/processor.ts";
-import { latency, startBenchFakes } from "./fakes.ts";
+import { latency, startBenchFakes, unthrottled } from "./fakes.ts";
 import { type BenchContext, type BenchResult, check, connect, result, type Row, settle } from "./lib.ts";
 import { type QueueRun, Tally } from "./baselines/queue.ts";
 import { pgBossDrain } from "./baselines/pg-boss.ts";
@@ -110,6 +110,7 @@ async function processorSeries(ctx: BenchContext, plan: Plan, latencyMs: number)
   try {
     await clearBuffers(admin);
     const { phoneNumberId } = await seedDueBuffers(admin, plan.buffers);
+    await unthrottled(admin, phoneNumberId);
     await settle(ctx);
     const runs: ProcessorRun[] = [];
     for (const [i, workers] of plan.workers.entries()) {

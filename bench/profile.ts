@@ -4,11 +4,17 @@
 import { profileClaim } from "./profile/claim.ts";
 import { profileGuarantees } from "./profile/guarantees.ts";
 import { profileIngest } from "./profile/ingest.ts";
+import { profileProcessor } from "./profile/processor.ts";
 import type { ProfileSection } from "./profile/section.ts";
 import { type BenchContext, type BenchResult, result } from "./lib.ts";
 import { resultsDir } from "./report.ts";
 
-const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [profileIngest, profileGuarantees, profileClaim];
+const SECTIONS: ((ctx: BenchContext) => Promise<ProfileSection>)[] = [
+  profileIngest,
+  profileGuarantees,
+  profileClaim,
+  profileProcessor,
+];
 
 export async function profile(ctx: BenchContext): Promise<BenchResult> {
   const res = result("profile", { sections: SECTIONS.length });

@@ -150,3 +150,31 @@ Deno.test("concurrent senders on real connections never exceed the fake's limits
     await t.close();
   }
 });
+
+Deno.test("a slot booked with the caller's own call is waited for, not booked again", async () => {
+  const t = await setup();
+  try {
+    const governor = t.send("interactive");
+    assert.equal(
+      (await governor.send(t.number, text("5215500000004"), { granted: true, wait_ms: 40 })).kind,
+      "sent",
+    );
+    assert.equal(
+      await governor.markRead(t.number, "wamid.R", { booked: { granted: true, wait_ms: 30 } }),
+      true,
+    );
+    assert.deepEqual(t.waits, [40, 30], "the booked waits, and nothing else");
+    const [booked] = await t.sql<{ n: number }[]>`
+      select count(*)::int as n from wa.send_governor where phone_number_id = ${t.number}`;
+    assert.equal(booked?.n, 0, "no slot was taken from the governor");
+    // A booking the governor refused (the pair's quota used up) is asked again after its wait.
+    const refused = await governor.send(t.number, text("5215500000005"), { granted: false, wait_ms: 500 });
+    assert.equal(refused.kind, "sent");
+    assert.deepEqual(t.waits.slice(2), [500]);
+    const [asked] = await t.sql<{ n: number }[]>`
+      select count(*)::int as n from wa.send_governor where phone_number_id = ${t.number}`;
+    assert.equal(asked?.n, 1, "then booked its own");
+  } finally {
+    await t.close();
+  }
+});

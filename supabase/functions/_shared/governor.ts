@@ -19,9 +19,22 @@ export interface GovernorOptions {
   clock?: () => number;
 }
 
-interface Slot {
+/** A wa.take_send_slot answer. */
+export interface Slot {
   granted: boolean;
   wait_ms: number;
+}
+
+/** A governed Graph API client; a send may come with its first slot booked already. */
+export interface GovernedGraph extends GraphClient {
+  /** As GraphClient.send; `booked`: the first slot, taken in the caller's own round trip (a bot reply's). */
+  send(phoneNumberId: string, payload: SendPayload, booked?: Slot): Promise<SendOutcome>;
+  /** As GraphClient.markRead; `booked`: its slot, taken in the caller's own round trip (a batch's claim). */
+  markRead(
+    phoneNumberId: string,
+    wamid: string,
+    options?: { typing?: boolean; timeoutMs?: number; booked?: Slot },
+  ): Promise<boolean>;
 }
 
 /** Bot replies and operator sends: a user waits, so at most 10 s for a slot, then a retryable failure. */
@@ -44,17 +57,28 @@ class NoSlotError extends Error {
 }
 
 /** `graph` with every call passing the send governor on `sql` at `options.priority`. */
-export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions): GraphClient {
+export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions): GovernedGraph {
   const sleep = options.sleep ?? realSleep;
   // null: the database's clock_timestamp(), so every isolate books on one clock.
   const now = () => options.clock === undefined ? null : new Date(options.clock()).toISOString();
 
-  /** Waits for a slot of this number (and pair); throws NoSlotError past the allowed wait. */
-  async function slot(phoneNumberId: string, recipient: string | null, budget: { waited: number }) {
+  /**
+   * Waits for a slot of this number (and pair), starting from `booked` if given; throws NoSlotError past the
+   * allowed wait.
+   */
+  async function slot(
+    phoneNumberId: string,
+    recipient: string | null,
+    budget: { waited: number },
+    booked?: Slot,
+  ) {
     for (;;) {
-      const [row] = await sql<Slot[]>`
+      const [row] = booked === undefined
+        ? await sql<Slot[]>`
         select granted, wait_ms
-        from wa.take_send_slot(${phoneNumberId}, ${recipient}, ${options.priority}, coalesce(${now()}::timestamptz, clock_timestamp()))`;
+        from wa.take_send_slot(${phoneNumberId}, ${recipient}, ${options.priority}, coalesce(${now()}::timestamptz, clock_timestamp()))`
+        : [booked];
+      booked = undefined;
       if (row === undefined) throw new Error("wa.take_send_slot returned no row");
       if (!row.granted && budget.waited + row.wait_ms > options.maxWaitMs) throw new NoSlotError(row.wait_ms);
       if (row.wait_ms > 0) {
@@ -66,12 +90,13 @@ export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions)
   }
 
   return {
-    async send(phoneNumberId, payload): Promise<SendOutcome> {
+    async send(phoneNumberId, payload, booked): Promise<SendOutcome> {
       const recipient = pairKey(payload);
       const budget = { waited: 0 };
       for (;;) {
         try {
-          await slot(phoneNumberId, recipient, budget);
+          await slot(phoneNumberId, recipient, budget, booked);
+          booked = undefined;
         } catch (error) {
           if (!(error instanceof NoSlotError)) throw error;
           return {
@@ -91,11 +116,12 @@ export function governed(graph: GraphClient, sql: Sql, options: GovernorOptions)
                                                 coalesce(${now()}::timestamptz, clock_timestamp()))`;
       }
     },
-    async markRead(phoneNumberId, wamid, options) {
+    async markRead(phoneNumberId, wamid, options = {}) {
+      const { booked, ...rest } = options;
       // A receipt (with or without the typing indicator) counts against the number's throughput, not against
       // any pair.
-      await slot(phoneNumberId, null, { waited: 0 });
-      return await graph.markRead(phoneNumberId, wamid, options);
+      await slot(phoneNumberId, null, { waited: 0 }, booked);
+      return await graph.markRead(phoneNumberId, wamid, rest);
     },
   };
 }

@@ -82,6 +82,8 @@ export async function attachMedia(
   fence: string,
   context: AgentContext,
 ): Promise<void> {
+  // The context marks every media message: a batch of text alone needs no round trip for files.
+  if (!context.batch.messages.some((message) => message.media !== undefined)) return;
   const rows = await options.sql<BatchMedia[]>`
     select message_id, type, state, path, mime_type, size::text, error, transcript, voice
     from wa.batch_media(${fence}::bigint)`;

@@ -1,7 +1,7 @@
 // Drains due conversation buffers: claim a batch, ask the agent, write the reply under the batch's
 // idempotency key, send it, record the outcome, complete. Every step that could duplicate a reply is
 // decided in SQL (fences, idempotency keys), so crashes and concurrent workers cost at most a retry.
-import { governed, INTERACTIVE } from "../_shared/governor.ts";
+import { governed, type GovernedGraph, INTERACTIVE, type Slot } from "../_shared/governor.ts";
 import { errorMessage, log } from "../_shared/log.ts";
 import { type BreakerState, resilient } from "../_shared/resilience.ts";
 import { withVersionRetry } from "../_shared/session.ts";
@@ -20,7 +20,6 @@ import { createToolbox } from "./tools.ts";
 import {
   createGraphClient,
   graphBreaks,
-  type GraphClient,
   graphRetryable,
   recipientOf,
   type SendPayload,
@@ -30,6 +29,7 @@ import {
   BotPausedError,
   type ChatSession,
   type Claim,
+  type ClaimedBatch,
   createStore,
   type Reply,
   StaleFenceError,
@@ -75,7 +75,7 @@ export interface DrainOptions {
 
 export interface Processor {
   drain(options?: DrainOptions): Promise<DrainSummary>;
-  processBatch(claim: Claim): Promise<BatchOutcome>;
+  processBatch(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome>;
   breakers(): Record<string, BreakerState>;
 }
 
@@ -83,7 +83,7 @@ interface Dependencies {
   env: ProcessorEnv;
   store: Store;
   agent: Agent;
-  graph: GraphClient;
+  graph: GovernedGraph;
   workerId: string;
   breakers: () => Record<string, BreakerState>;
   media: MediaOptions;
@@ -108,6 +108,8 @@ function processorFrom(deps: Dependencies): Processor {
 
   let sessionRetries = 0;
   let bookkeepingFailures = 0;
+  /** Fences whose outcome was counted with their completion (wa.complete_reply), not after it. */
+  const counted = new Set<string>();
   /** Typing indicators on their way: a drain waits for them before it returns, a batch never does. */
   const typing = new Set<Promise<void>>();
 
@@ -125,12 +127,13 @@ function processorFrom(deps: Dependencies): Processor {
    * Marks the customer's last message read with the typing indicator while the agent answers (WHATSAPP.md
    * §2.4): once per batch, best effort (one attempt, never awaited by the batch), unless the number turned it off.
    */
-  function showTyping(context: AgentContext) {
+  function showTyping(context: AgentContext, booked?: Slot) {
     const last = context.batch.messages.at(-1);
     if (context.typing_indicator === false || last === undefined) return;
     const call: Promise<void> = graph.markRead(context.conversation.phone_number_id, last.wamid, {
       typing: true,
       timeoutMs: env.GRAPH_TIMEOUT_MS,
+      booked,
     }).then(
       (accepted) => void (accepted || warn("typing", "the Graph API refused the typing indicator")),
       (error) => warn("typing", error),
@@ -166,9 +169,28 @@ function processorFrom(deps: Dependencies): Processor {
     }
   }
 
+  /** complete and recordSend of a reply, with the batch's outcome counted (critical as complete: it may throw). */
+  async function completeReply(
+    claim: Claim,
+    reply: Reply,
+    send: { outcome: "sent" | "unknown"; wamid?: string; error?: unknown },
+    outcome: BatchOutcome,
+  ): Promise<BatchOutcome> {
+    const noteError = await store.completeReply(claim.fence, reply.up_to_seq, {
+      messageId: reply.message_id,
+      ...send,
+    }, { conversationId: claim.conversation_id, outcome });
+    counted.add(claim.fence);
+    if (noteError !== null) {
+      bookkeepingFailures++;
+      warn("bookkeeping", noteError);
+    }
+    return outcome;
+  }
+
   /**
-   * Sends a reply this claim owns (`ours`: written or taken over by it), or finishes one a previous claim
-   * started, and settles the batch.
+   * Sends a reply this claim owns (`ours`: written or taken over by it; `slot`: its first send slot if booked
+   * with it), or finishes one a previous claim started, and settles the batch.
    */
   async function deliver(
     claim: Claim,
@@ -176,29 +198,28 @@ function processorFrom(deps: Dependencies): Processor {
     reply: Reply,
     ours: boolean,
     success: BatchOutcome,
+    slot?: Slot,
   ) {
     if (reply.status === "pending" && !ours) {
       // Written by a claim that died or lost its lease mid-send: it may have gone out. Never resend blindly.
-      await store.recordSend(reply.message_id, "unknown", undefined, {
-        error: "sender lost before recording",
-      });
-      await store.complete(claim.fence, reply.up_to_seq);
-      return "unknown";
+      return await completeReply(claim, reply, {
+        outcome: "unknown",
+        error: { error: "sender lost before recording" },
+      }, "unknown");
     }
     if (reply.status !== "pending") {
       await store.complete(claim.fence, reply.up_to_seq);
       return "already_replied";
     }
-    const result = await graph.send(context.conversation.phone_number_id, reply.body);
+    const result = await graph.send(context.conversation.phone_number_id, reply.body, slot);
     switch (result.kind) {
       case "sent":
-        await store.recordSend(reply.message_id, "sent", result.wamid);
-        await store.complete(claim.fence, reply.up_to_seq);
-        return success;
+        return await completeReply(claim, reply, { outcome: "sent", wamid: result.wamid }, success);
       case "unknown":
-        await store.recordSend(reply.message_id, "unknown", undefined, { error: result.error });
-        await store.complete(claim.fence, reply.up_to_seq);
-        return "unknown";
+        return await completeReply(claim, reply, {
+          outcome: "unknown",
+          error: { error: result.error },
+        }, "unknown");
       case "failed":
         await store.recordSend(reply.message_id, "failed", undefined, result.error);
         return await store.fail(claim.fence, `graph: ${result.error.message}`, {
@@ -233,12 +254,12 @@ function processorFrom(deps: Dependencies): Processor {
     }, { onRetry: () => sessionRetries++ });
   }
 
-  async function handle(claim: Claim): Promise<BatchOutcome> {
+  async function handle(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome> {
     if (claim.message_count === 0 || claim.up_to_seq === null) {
       await store.complete(claim.fence, "0");
       return "empty";
     }
-    const context = await store.context(claim.fence);
+    const context = claimed === undefined ? await store.context(claim.fence) : claimed.context;
     if (context === null) return "stale";
     await attachMedia(deps.media, claim.fence, context);
     const existing = context.existing_reply;
@@ -261,7 +282,7 @@ function processorFrom(deps: Dependencies): Processor {
         "already_replied",
       );
     }
-    showTyping(context);
+    showTyping(context, claimed?.typingSlot);
     const answer = await ask(context);
     if (answer.session !== undefined) await saveSession(claim, context, answer.session);
     let outcome: BatchOutcome;
@@ -291,21 +312,22 @@ function processorFrom(deps: Dependencies): Processor {
   ): Promise<BatchOutcome> {
     let reply;
     try {
-      reply = await store.beginReply(claim.fence, upToSeq, payload);
+      reply = await store.beginReplySlot(claim.fence, upToSeq, payload, context.conversation.phone_number_id);
     } catch (error) {
       if (!(error instanceof BotPausedError)) throw error;
       await store.complete(claim.fence, claimedUpTo);
       return "paused";
     }
-    return await deliver(claim, context, reply, reply.ours, success);
+    return await deliver(claim, context, reply, reply.ours, success, reply.slot);
   }
 
-  async function processBatch(claim: Claim): Promise<BatchOutcome> {
+  /** Processes a claimed batch; `claimed`: its context (and typing slot) fetched with the claim. */
+  async function processBatch(claim: Claim, claimed?: ClaimedBatch): Promise<BatchOutcome> {
     const started = performance.now();
     let outcome: BatchOutcome;
     let failure: unknown;
     try {
-      outcome = await handle(claim);
+      outcome = await handle(claim, claimed);
     } catch (error) {
       failure = error;
       outcome = "stale";
@@ -317,7 +339,7 @@ function processorFrom(deps: Dependencies): Processor {
         }
       }
     }
-    if (outcome !== "stale" && outcome !== "empty") {
+    if (outcome !== "stale" && outcome !== "empty" && !counted.delete(claim.fence)) {
       // Settled: bookkeeping may fail without failing or repeating the batch, which is already settled.
       const [noted] = await Promise.allSettled([store.noteOutcome(claim.conversation_id, outcome)]);
       if (noted.status === "rejected") {
@@ -365,14 +387,14 @@ function processorFrom(deps: Dependencies): Processor {
         !options.signal?.aborted && performance.now() - started + reserve < budget && claims < maxBatches
       ) {
         if (++claims === maxBatches) options.onLastClaim?.();
-        const [claim] = await store.claim(workerId, 1);
-        if (claim === undefined) {
+        const claimed = await store.claimBatch(workerId);
+        if (claimed === undefined) {
           claims--;
           return;
         }
         // A backlog: one more lane per batch found, up to maxLanes.
         if (maxLanes > startLanes && running.size < maxLanes) start();
-        const outcome = await processBatch(claim);
+        const outcome = await processBatch(claimed.claim, claimed);
         outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
         batches++;
       }

@@ -3,6 +3,7 @@
 import postgres from "postgres";
 import type { Sql } from "../_shared/db.ts";
 import type { SendPayload } from "../_shared/graph.ts";
+import { pairKey, type Slot } from "../_shared/governor.ts";
 
 /** A claimed batch. Fences and sequence numbers are bigints, kept as strings. */
 export interface Claim {
@@ -12,6 +13,13 @@ export interface Claim {
   up_to_seq: string | null;
   message_count: number;
   attempts: number;
+}
+
+/** A batch claimed with its context (null for an empty batch) and the typing indicator's slot, if booked. */
+export interface ClaimedBatch {
+  claim: Claim;
+  context: AgentContext | null;
+  typingSlot?: Slot;
 }
 
 export interface Reply {
@@ -114,6 +122,24 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
         select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts
         from wa.claim_buffers(${worker}, ${limit}, ${lease}::interval)`;
     },
+    /** claim of one batch, its context and the typing indicator's slot in one round trip (wa.claim_batch). */
+    async claimBatch(worker: string): Promise<ClaimedBatch | undefined> {
+      const [row] = await sql<
+        (Claim & {
+          context: AgentContext | null;
+          typing_granted: boolean | null;
+          typing_wait_ms: number | null;
+        })[]
+      >`
+        select conversation_id, fence::text, first_seq::text, up_to_seq::text, message_count, attempts, context,
+               typing_granted, typing_wait_ms
+        from wa.claim_batch(${worker}, ${lease}::interval, ${settings.history})`;
+      if (row === undefined) return undefined;
+      const { context, typing_granted: granted, typing_wait_ms: waitMs, ...claim } = row;
+      return granted === null || waitMs === null
+        ? { claim, context }
+        : { claim, context, typingSlot: { granted, wait_ms: waitMs } };
+    },
     async context(fence: string): Promise<AgentContext | null> {
       const [row] = await sql<{ context: AgentContext | null }[]>`
         select wa.agent_context_with_session(${fence}, ${settings.history}) as context`;
@@ -133,6 +159,55 @@ export function createStore(sql: Sql, settings: { leaseSeconds: number; history:
         if (row === undefined) throw new Error("wa.begin_agent_reply returned no row");
         return row;
       });
+    },
+    /**
+     * beginReply and, when the caller sends the reply (ours and pending), the governor's first slot for it (at
+     * interactive priority on the database's clock, as the processor's governor books): one round trip.
+     */
+    beginReplySlot(
+      fence: string,
+      upToSeq: string,
+      payload: SendPayload,
+      phoneNumberId: string,
+    ): Promise<Reply & { ours: boolean; slot?: Slot }> {
+      return fenced(fence, async () => {
+        const [row] = await sql<
+          (Reply & { ours: boolean; granted: boolean | null; wait_ms: number | null })[]
+        >`
+          select message_id, status, body, up_to_seq::text, ours, granted, wait_ms
+          from wa.begin_agent_reply_slot(${fence}, ${upToSeq}, ${payload.type}, ${
+          JSON.stringify(payload)
+        }::text::jsonb, ${lease}::interval, ${phoneNumberId}, ${pairKey(payload)})`;
+        if (row === undefined) throw new Error("wa.begin_agent_reply_slot returned no row");
+        const { granted, wait_ms, ...reply } = row;
+        return granted === null || wait_ms === null ? reply : { ...reply, slot: { granted, wait_ms } };
+      });
+    },
+    /**
+     * noteOutcome (of `settled.outcome`), complete and recordSend in one round trip (wa.complete_reply): the send
+     * is recorded even when the completion fails, which then throws as complete would (StaleFenceError for a
+     * stale fence) and counts no outcome. Resolves to the counting's error, if it failed (bookkeeping).
+     */
+    async completeReply(
+      fence: string,
+      upToSeq: string,
+      send: { messageId: string; outcome: "sent" | "unknown"; wamid?: string; error?: unknown },
+      settled: { conversationId: string; outcome: string },
+    ): Promise<string | null> {
+      const error = send.error === undefined ? null : JSON.stringify(send.error);
+      const [row] = await sql<
+        { complete_sqlstate: string | null; complete_error: string | null; note_error: string | null }[]
+      >`
+        select complete_sqlstate, complete_error, note_error
+        from wa.complete_reply(${fence}, ${upToSeq}, ${send.messageId}, ${send.outcome}, ${
+        send.wamid ?? null
+      },
+                               ${error}::text::jsonb, ${settled.conversationId}, ${settled.outcome})`;
+      if (row?.complete_sqlstate === "P0410") throw new StaleFenceError(fence);
+      if (row?.complete_sqlstate != null) {
+        throw new Error(`wa.complete_buffer failed (${row.complete_sqlstate}): ${row.complete_error}`);
+      }
+      return row?.note_error ?? null;
     },
     async recordSend(
       messageId: string,
