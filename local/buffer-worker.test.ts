@@ -35,10 +35,16 @@ function spawnWorker(fakes: Fakes): Deno.ChildProcess {
   }).spawn();
 }
 
-/** SIGKILLs the worker (no cleanup runs), then moves its lease past expiry rather than waiting for it. */
+/**
+ * SIGKILLs the worker (no cleanup runs), ends the sessions Postgres still keeps for it (a statement it sent just
+ * before dying, a lease renewal say, would otherwise still run and could land after the next line), then moves
+ * its lease past expiry rather than waiting for it.
+ */
 async function kill(worker: Deno.ChildProcess, sql: Sql) {
   worker.kill("SIGKILL");
   await worker.status;
+  await sql`select pg_terminate_backend(pid, 10000) from pg_stat_activity
+            where application_name = 'wabase-functions' and datname = current_database()`;
   await sql`update wa.buffers set lease_until = now() - interval '1 second'`;
 }
 
