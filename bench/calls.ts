@@ -39,7 +39,7 @@ export async function calls(ctx: BenchContext): Promise<BenchResult> {
     // Realtime's table, not the monitor): the customers, half of them the coordinator's team's, and their
     // calls, ended but for LIVE ringing or connected ones.
     await sql.begin(async (tx) => {
-      await tx`alter table public.calls disable trigger calls_broadcast`;
+      await tx`alter table public.calls disable trigger calls_broadcast_insert`;
       await tx`insert into wa.phone_numbers (phone_number_id) values (${number})`;
       await tx`insert into public.contacts (wa_id) select ${prefix} || lpad(i::text, 6, '0')
                from generate_series(1, ${conversations}) i`;
@@ -67,7 +67,7 @@ export async function calls(ctx: BenchContext): Promise<BenchResult> {
         join conversations v on v.n = 1 + i % ${conversations}
         cross join lateral (select now() - make_interval(secs => case when i <= ${LIVE} then i
                                                                       else i * 60 end) as t) s`;
-      await tx`alter table public.calls enable trigger calls_broadcast`;
+      await tx`alter table public.calls enable trigger calls_broadcast_insert`;
     });
     await sql`analyze public.calls`;
 
