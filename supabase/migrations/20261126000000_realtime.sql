@@ -105,6 +105,39 @@ $$;
 comment on function wa.owner_topics(uuid, uuid) is
   'The topics a row owned by this team and executive is broadcast to (unassigned when neither is set).';
 
+create function wa.change_topics(p_table text, p_operation text, p_change jsonb)
+returns text[]
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_row jsonb := coalesce(p_change -> 'record', p_change -> 'old_record');
+  v_executive_key text := case p_table when 'conversations' then 'assigned_executive_id'
+                                       when 'prospects' then 'executive_id' else 'id' end;
+  v_team_id uuid := (v_row ->> 'team_id')::uuid;
+  v_executive_id uuid := (v_row ->> v_executive_key)::uuid;
+  v_topics text[];
+begin
+  -- A message, reaction or call belongs where its conversation does.
+  if p_table in ('messages', 'message_reactions', 'calls') then
+    select c.team_id, c.assigned_executive_id into v_team_id, v_executive_id
+    from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
+  end if;
+  v_topics := wa.owner_topics(v_team_id, v_executive_id);
+  -- A reassignment is also news for whoever the row left.
+  if p_operation = 'UPDATE' and p_table in ('conversations', 'prospects') then
+    v_topics := v_topics || wa.owner_topics((p_change -> 'old_record' ->> 'team_id')::uuid,
+                                            (p_change -> 'old_record' ->> v_executive_key)::uuid);
+  end if;
+  return array(select distinct t from unnest(v_topics) t);
+end;
+$$;
+comment on function wa.change_topics(text, text, jsonb) is
+  'The topics one row change ({record, old_record}) of a broadcast table goes to: its owner''s (a message''s, '
+  'reaction''s or call''s: its conversation''s), and for a reassignment of a conversation or prospect the '
+  'previous owner''s too. Caller: wa.broadcast_changes.';
+
 -- One broadcast per topic per statement, not per row: a webhook POST of 100 messages to 100 conversations
 -- wrote 200 rows of realtime.messages (each inside realtime.send's subtransaction), more than half of the
 -- ingest's time. A broadcast holds at most wa.broadcast_batch_rows() rows; one row keeps the payload of
@@ -128,13 +161,8 @@ set search_path = ''
 as $$
 declare
   v_changes jsonb;
-  v_row jsonb;
-  v_topics text[];
   v_topic text;
   v_batch record;
-  v_owned_by_conversation boolean := tg_table_name in ('messages', 'message_reactions', 'calls');
-  v_executive_key text := case tg_table_name when 'conversations' then 'assigned_executive_id'
-                                             when 'prospects' then 'executive_id' else 'id' end;
 begin
   -- The statement's rows as {record, old_record}, in the order they were written; an update's old and new
   -- versions paired by key (the reactions' key is the message and the reactor).
@@ -159,53 +187,22 @@ begin
     return null;
   end if;
 
-  -- One row (a webhook POST's conversation and message, most writes): its topics directly, without the grouping
+  -- One row (a webhook POST's conversation and message, most writes): sent as it is, without the grouping
   -- below, whose plan costs more than the row's own broadcast.
   if jsonb_array_length(v_changes) = 1 then
-    v_row := coalesce(v_changes -> 0 -> 'record', v_changes -> 0 -> 'old_record');
-    if v_owned_by_conversation then
-      select wa.owner_topics(c.team_id, c.assigned_executive_id) into v_topics
-      from public.conversations c where c.id = (v_row ->> 'conversation_id')::uuid;
-    else
-      v_topics := wa.owner_topics((v_row ->> 'team_id')::uuid, (v_row ->> v_executive_key)::uuid);
-    end if;
-    if tg_op = 'UPDATE' and tg_table_name in ('conversations', 'prospects') then
-      v_topics := v_topics || wa.owner_topics((v_changes -> 0 -> 'old_record' ->> 'team_id')::uuid,
-                                              (v_changes -> 0 -> 'old_record' ->> v_executive_key)::uuid);
-    end if;
-    for v_topic in select distinct t from unnest(v_topics) t loop
+    foreach v_topic in array wa.change_topics(tg_table_name, tg_op, v_changes -> 0) loop
       perform realtime.send(v_changes -> 0 || jsonb_build_object('operation', tg_op, 'table', tg_table_name,
                                                                  'schema', tg_table_schema), tg_op, v_topic);
     end loop;
     return null;
   end if;
 
-  -- Each row's topics: its owner's (a message's, reaction's or call's: its conversation's), and for a
-  -- reassignment of a conversation or prospect the previous owner's too; then one broadcast per topic and batch.
+  -- Several: each row to its topics, then one broadcast per topic and batch, the rows in write order.
   for v_batch in
-    with changes as (
-      select c.value as change, c.ordinality as position, coalesce(c.value -> 'record', c.value -> 'old_record') as r
+    with routed as (
+      select c.ordinality as position, c.value as change, t.topic
       from jsonb_array_elements(v_changes) with ordinality c
-    ),
-    owners as (
-      select ch.change, ch.position,
-             case when v_owned_by_conversation then cv.team_id else (ch.r ->> 'team_id')::uuid end as team_id,
-             case when v_owned_by_conversation then cv.assigned_executive_id
-                  else (ch.r ->> v_executive_key)::uuid end as executive_id,
-             case when tg_op = 'UPDATE' and tg_table_name in ('conversations', 'prospects')
-                  then wa.owner_topics((ch.change -> 'old_record' ->> 'team_id')::uuid,
-                                       (ch.change -> 'old_record' ->> v_executive_key)::uuid) end as previous_topics
-      from changes ch
-      -- Each conversation by primary key: LIMIT keeps the lateral subquery from being flattened into a join that
-      -- hashes a scan of every conversation (the planner cannot size the batch).
-      left join lateral (select c.team_id, c.assigned_executive_id from public.conversations c
-                         where v_owned_by_conversation and c.id = (ch.r ->> 'conversation_id')::uuid
-                         limit 1) cv on true
-    ),
-    routed as (
-      select distinct o.position, o.change, t.topic
-      from owners o
-      cross join lateral unnest(wa.owner_topics(o.team_id, o.executive_id) || coalesce(o.previous_topics, '{}')) t (topic)
+      cross join lateral unnest(wa.change_topics(tg_table_name, tg_op, c.value)) t (topic)
     ),
     numbered as (
       select r.*, (row_number() over (partition by r.topic order by r.position) - 1) / wa.broadcast_batch_rows()
@@ -234,8 +231,8 @@ comment on function wa.broadcast_changes() is
   '(record, old_record, operation, table, schema); several: operation, table, schema and changes '
   '[{record, old_record}] in write order. Security definer so any writer may emit it; RLS on realtime.messages '
   'decides who receives it.';
-revoke all on function wa.broadcast_changes(), wa.owner_topics(uuid, uuid), wa.broadcast_batch_rows()
-  from public, anon, authenticated, service_role;
+revoke all on function wa.broadcast_changes(), wa.owner_topics(uuid, uuid), wa.broadcast_batch_rows(),
+  wa.change_topics(text, text, jsonb) from public, anon, authenticated, service_role;
 
 create trigger messages_broadcast_insert after insert on public.messages
   referencing new table as new_rows for each statement execute function wa.broadcast_changes();
